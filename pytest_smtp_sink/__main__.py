@@ -1,0 +1,7 @@
+"""``python -m pytest_smtp_sink [options] ADDRESS BACKLOG``: the smtp-sink command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,136 @@
+"""The Postfix-compatible command line: ``smtp-sink [options] ADDRESS BACKLOG``."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+import trio
+
+from .config import USAGE, ConfigError, Invocation, UsageError, parse_argv
+from .server import ListenError, SinkServer, stderr_logger
+
+
+class Fatal(Exception):
+    """Print ``prog: fatal: <text>`` and exit 1."""
+
+
+def drop_privileges(user: str, chroot: str | None) -> None:
+    """chroot (-R) and switch to ``user`` (-u), after the listeners are bound."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise Fatal(f"unknown user: {user}") from None
+    try:
+        if chroot:
+            os.chroot(chroot)
+            os.chdir("/")
+        if os.geteuid() == 0:
+            os.setgroups([])
+            os.initgroups(entry.pw_name, entry.pw_gid)
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+        elif entry.pw_uid != os.geteuid():
+            raise Fatal(f"cannot switch to user {user}: not running as root")
+    except OSError as exc:
+        raise Fatal(f"cannot switch to user {user}: {exc.strerror}") from exc
+
+
+def _program_name(argv0: str) -> str:
+    name = os.path.basename(argv0)
+    return "smtp-sink" if name in ("", "__main__.py", "-c", "-m") else name
+
+
+def _write_counters(line: str) -> None:
+    sys.stdout.write(line)
+    sys.stdout.flush()
+
+
+def _syslogger(prog: str) -> Callable[[str], None]:
+    import syslog
+
+    syslog.openlog(prog, syslog.LOG_PID, syslog.LOG_MAIL)
+    return lambda text: syslog.syslog(syslog.LOG_INFO, text)
+
+
+async def serve(inv: Invocation, prog: str) -> str | None:
+    """Run the server until a signal, -M or -n; returns what stopped it."""
+    cfg = inv.config
+    server = SinkServer(
+        cfg,
+        inv.address,
+        inv.backlog,
+        log=stderr_logger(prog),
+        command_log=_syslogger(prog) if cfg.log_commands else None,
+        counters_out=_write_counters,
+    )
+
+    def before_serving() -> None:
+        if cfg.user is not None:
+            drop_privileges(cfg.user, cfg.chroot)
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def run_server(task_status: trio.TaskStatus[object]) -> None:
+                await server.run(task_status=task_status, before_serving=before_serving)
+                nursery.cancel_scope.cancel()  # -M / -n stopped it
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    server.stopped_by = signal.Signals(signum).name
+                    nursery.cancel_scope.cancel()
+                    return
+
+            await nursery.start(run_server)
+            nursery.start_soon(watch_signals)
+    return server.stopped_by
+
+
+def _leaf_errors(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (possibly nested) exception groups."""
+    inner = getattr(exc, "exceptions", None)
+    if inner is None:
+        return [exc]
+    return [leaf for e in inner for leaf in _leaf_errors(e)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = _program_name(sys.argv[0] if argv is None else "smtp-sink")
+    err = sys.stderr
+    try:
+        inv = parse_argv(args)
+    except UsageError as exc:
+        if str(exc).startswith(("invalid option", "option requires")):
+            err.write(f"{prog}: {exc}\n")
+        elif str(exc) != "wrong number of arguments":
+            err.write(f"{prog}: error: {exc}\n")
+        err.write(f"{prog}: fatal: {USAGE.format(prog=prog)}\n")
+        return 1
+    except ConfigError as exc:
+        if exc.usage:
+            err.write(f"{prog}: error: {exc}\n")
+            err.write(f"{prog}: fatal: {USAGE.format(prog=prog)}\n")
+        else:
+            err.write(f"{prog}: fatal: {exc}\n")
+        return 1
+    if os.geteuid() == 0 and inv.config.user is None:
+        err.write(f"{prog}: fatal: -u option is required if running as root\n")
+        return 1
+    try:
+        trio.run(serve, inv, prog)
+    except KeyboardInterrupt:
+        return 0
+    except BaseException as exc:
+        leaves = _leaf_errors(exc)
+        known = [e for e in leaves if isinstance(e, (Fatal, ListenError))]
+        if not known or len(known) != len(leaves):
+            raise
+        for e in known:
+            err.write(f"{prog}: fatal: {e}\n")
+        return 1
+    return 0

@@ -1,0 +1,439 @@
+"""The trio server: listeners, the -m limit, timeouts, delays and counters around SinkProtocol.
+
+``SinkServer.run`` is meant for ``nursery.start``: it binds every listener, reports the bound
+addresses through ``task_status`` and serves until cancelled (or until -M / -n ask it to stop).
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import random
+import socket as stdsocket
+import stat
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from .config import SinkConfig
+from .dumpfile import DumpWriter
+from .protocol import (
+    ABORT_REPLY,
+    Abort,
+    Close,
+    CommandLogged,
+    Delay,
+    LogLine,
+    MessageEnd,
+    MessageReceived,
+    QuitReceived,
+    ReadDelay,
+    SinkProtocol,
+    Tables,
+)
+from .transaction import Transaction
+
+RECV_SIZE = 65536
+
+LogFunc = Callable[[str, str], None]  # (level: "info"|"warning"|"error", text)
+TransactionHook = Callable[[Transaction], None]
+
+
+class ListenError(OSError):
+    """A listener could not be set up; ``str()`` is a one-line explanation."""
+
+
+def stderr_logger(prog: str = "smtp-sink") -> LogFunc:
+    """Postfix-style diagnostics: ``prog: text`` or ``prog: warning: text``."""
+
+    def log(level: str, text: str) -> None:
+        prefix = f"{prog}: " if level == "info" else f"{prog}: {level}: "
+        sys.stderr.write(prefix + text + "\n")
+        sys.stderr.flush()
+
+    return log
+
+
+@dataclass
+class Counters:
+    sessions: int = 0
+    quits: int = 0
+    messages: int = 0
+
+    def line(self) -> str:
+        return f"sess={self.sessions} quit={self.quits} mesg={self.messages}\r"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A parsed listen address."""
+
+    kind: str  # "inet" or "unix"
+    host: str  # inet: host or "" for any; unix: the path
+    port: str  # inet: port or service name
+
+    @classmethod
+    def parse(cls, address: str) -> Endpoint:
+        if address.startswith("unix:"):
+            path = address[5:]
+            if not path:
+                raise ListenError(f"bad address: {address}")
+            return cls("unix", path, "")
+        rest = address[5:] if address.startswith("inet:") else address
+        host, sep, port = rest.rpartition(":")
+        if not sep:
+            host, port = "", rest
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not port:
+            raise ListenError(f"bad address: {address}: missing port")
+        return cls("inet", host, port)
+
+
+def _client_addr(family: int, peer: object) -> tuple[str, str]:
+    """(dump form, verbose-log form) of the client address."""
+    if family == stdsocket.AF_INET and isinstance(peer, tuple):
+        return str(peer[0]), f"AF_INET {peer[0]}"
+    if family == stdsocket.AF_INET6 and isinstance(peer, tuple):
+        host = str(peer[0]).split("%", 1)[0]
+        return f"ipv6:{host}", f"AF_INET6 {host}"
+    return "local", "AF_LOCAL local"
+
+
+class SinkServer:
+    """An smtp-sink server: one or more listeners sharing a configuration and counters."""
+
+    def __init__(
+        self,
+        config: SinkConfig,
+        address: str = "127.0.0.1:0",
+        backlog: int = 100,
+        *,
+        log: LogFunc | None = None,
+        command_log: Callable[[str], None] | None = None,
+        counters_out: Callable[[str], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.endpoint = Endpoint.parse(address)
+        self.backlog = backlog
+        self.log = log or stderr_logger()
+        self.command_log = command_log
+        self.counters_out = counters_out
+        self.counters = Counters()
+        self.rng = rng or random.Random()
+        self.subscribers: list[TransactionHook] = []
+        self.addresses: list[tuple[str, int] | str] = []
+        self._listeners: list[trio.socket.SocketType] = []
+        self._scope: trio.CancelScope | None = None
+        self._sessions: set[SinkProtocol] = set()
+        self.stopped_by: str | None = None
+        self._apply(config)
+
+    # ------------------------------------------------------------------ config
+
+    @property
+    def config(self) -> SinkConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: SinkConfig) -> None:
+        self._apply(config)
+        for proto in self._sessions:
+            proto.set_tables(self._tables, self._collect)
+
+    def _apply(self, config: SinkConfig) -> None:
+        self._config = config
+        self._tables = Tables(config)
+        self._writer = DumpWriter(config, self.rng) if config.dumping else None
+        self._collect = config.dumping or bool(self.subscribers)
+
+    def subscribe(self, hook: TransactionHook) -> None:
+        """Call ``hook(tx)`` for every stored transaction, before the client's reply."""
+        self.subscribers.append(hook)
+        self._apply(self._config)
+
+    # --------------------------------------------------------------- listeners
+
+    async def open_listeners(self) -> list[trio.socket.SocketType]:
+        ep = self.endpoint
+        if ep.kind == "unix":
+            return [await self._open_unix(ep.host)]
+        return await self._open_inet(ep.host, ep.port)
+
+    async def _open_unix(self, path: str) -> trio.socket.SocketType:
+        sock = trio.socket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+        try:
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode) or os.path.isfile(path):
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            await sock.bind(path)
+            os.chmod(path, 0o666)
+            sock.listen(self.backlog)
+        except OSError as exc:
+            sock.close()
+            raise ListenError(f"bind {path}: {exc.strerror or exc}") from exc
+        self.addresses.append(path)
+        return sock
+
+    async def _open_inet(self, host: str, port: str) -> list[trio.socket.SocketType]:
+        family = {"inet": stdsocket.AF_UNSPEC, "inet4": stdsocket.AF_INET,
+                  "inet6": stdsocket.AF_INET6}[self._config.family]  # fmt: skip
+        try:
+            infos = await trio.socket.getaddrinfo(
+                host or None, port, family, stdsocket.SOCK_STREAM, 0, stdsocket.AI_PASSIVE
+            )
+        except stdsocket.gaierror as exc:
+            raise ListenError(f"host/service {host}:{port} not found: {exc.strerror}") from exc
+        # The first address of each enabled family (Postfix binds only the very first; we
+        # bind IPv4 and IPv6 both, as the man page promises).
+        chosen: dict[int, tuple[object, ...]] = {}
+        for fam, _type, _proto, _canon, sockaddr in infos:
+            if fam in (stdsocket.AF_INET, stdsocket.AF_INET6) and fam not in chosen:
+                chosen[fam] = sockaddr
+        if not chosen:
+            raise ListenError(f"host/service {host}:{port} has no usable address")
+        socks: list[trio.socket.SocketType] = []
+        bound_port: int | None = None
+        try:
+            for fam, sockaddr in chosen.items():
+                addr = list(sockaddr)
+                if bound_port is not None and int(addr[1]) == 0:
+                    addr[1] = bound_port  # same ephemeral port for both families
+                sock = trio.socket.socket(fam, stdsocket.SOCK_STREAM)
+                socks.append(sock)
+                sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEADDR, 1)
+                if fam == stdsocket.AF_INET6:
+                    sock.setsockopt(stdsocket.IPPROTO_IPV6, stdsocket.IPV6_V6ONLY, 1)
+                if self._config.tcp_window:
+                    for opt in (stdsocket.SO_SNDBUF, stdsocket.SO_RCVBUF):
+                        sock.setsockopt(stdsocket.SOL_SOCKET, opt, self._config.tcp_window)
+                if self._config.verbose:
+                    self.log("info", f"trying... [{addr[0]}]:{addr[1]}")
+                try:
+                    await sock.bind(tuple(addr))
+                except OSError as exc:
+                    if exc.errno == errno.EADDRNOTAVAIL and len(chosen) > 1:
+                        # e.g. no IPv6 on this host: serve the other family alone
+                        socks.remove(sock)
+                        sock.close()
+                        continue
+                    raise ListenError(
+                        f"bind {addr[0]} port {addr[1]}: {exc.strerror or exc}"
+                    ) from exc
+                sock.listen(self.backlog)
+                name = sock.getsockname()
+                bound_port = int(name[1])
+                self.addresses.append((str(name[0]), bound_port))
+        except BaseException:
+            for s in socks:
+                s.close()
+            raise
+        if not socks:
+            raise ListenError(f"cannot bind {host}:{port}")
+        return socks
+
+    # ------------------------------------------------------------------ serving
+
+    async def run(
+        self,
+        *,
+        task_status: trio.TaskStatus[list[tuple[str, int] | str]] = trio.TASK_STATUS_IGNORED,
+        before_serving: Callable[[], None] | None = None,
+    ) -> None:
+        """Bind, report the addresses, then serve until cancelled or stopped."""
+        listeners = await self.open_listeners()
+        self._listeners = listeners
+        try:
+            if before_serving is not None:
+                before_serving()
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                limit = trio.Semaphore(self._config.max_connections)
+                async with trio.open_nursery() as nursery:
+                    for sock in listeners:
+                        nursery.start_soon(self._accept_loop, sock, limit, nursery)
+                    task_status.started(list(self.addresses))
+        finally:
+            for sock in listeners:
+                sock.close()
+            if self.endpoint.kind == "unix":
+                try:
+                    os.unlink(self.endpoint.host)
+                except OSError:
+                    pass
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop serving (from inside the trio loop)."""
+        if self._scope is not None:
+            self.stopped_by = self.stopped_by or reason
+            self._scope.cancel()
+
+    async def _accept_loop(
+        self, listener: trio.socket.SocketType, limit: trio.Semaphore, nursery: trio.Nursery
+    ) -> None:
+        while True:
+            # Excess connections wait in the kernel's queue, as with Postfix's -m.
+            await limit.acquire()
+            try:
+                sock, peer = await listener.accept()
+            except OSError as exc:
+                limit.release()
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self.log("warning", f"accept: {exc.strerror}")
+                    await trio.sleep(0.1)  # out of descriptors: let sessions finish
+                    continue
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+                    continue
+                raise
+            nursery.start_soon(self._session, sock, peer, limit)
+
+    async def _session(
+        self, sock: trio.socket.SocketType, peer: object, limit: trio.Semaphore
+    ) -> None:
+        proto: SinkProtocol | None = None
+        try:
+            family = sock.family
+            if family != stdsocket.AF_UNIX:
+                try:
+                    sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
+                except OSError:
+                    pass
+            addr, log_addr = _client_addr(family, peer)
+            if self._config.verbose:
+                self.log("info", f"connect ({log_addr})")
+            proto = SinkProtocol(self._tables, addr, collect=self._collect, rng=self.rng)
+            self._sessions.add(proto)
+            proto.start()
+            await self._drive(sock, proto)
+        finally:
+            if proto is not None:
+                self._sessions.discard(proto)
+            sock.close()
+            limit.release()
+            self._session_ended()
+
+    def _session_ended(self) -> None:
+        c = self.counters
+        c.sessions += 1
+        if self._config.counters and self.counters_out is not None:
+            self.counters_out(c.line())
+        n = self._config.max_sessions
+        if n is not None and c.quits >= n:
+            self.stop("max_sessions")
+
+    async def _drive(self, sock: trio.socket.SocketType, proto: SinkProtocol) -> None:
+        """Feed the socket to the protocol and carry out what it asks."""
+        timeout = self._config.timeout
+        read_delay = 0.0
+        abort_after: float | None = None
+        closing = False
+        stop_after_flush = False
+        waiting = "read"
+        with trio.CancelScope() as scope:
+            while True:
+                # 1. act on events; pauses (Delay, MessageReceived) come last in a batch
+                while proto.events:
+                    for ev in proto.take_events():
+                        kind = type(ev)
+                        if kind is MessageEnd:
+                            stop_after_flush |= self._message_ended()
+                        elif kind is MessageReceived:
+                            assert isinstance(ev, MessageReceived)
+                            proto.message_stored(self._store(ev))
+                        elif kind is Delay:
+                            assert isinstance(ev, Delay)
+                            scope.deadline = math.inf  # -t limits only waiting for the client
+                            await trio.sleep(ev.seconds)
+                            proto.resume()
+                        elif kind is QuitReceived:
+                            self.counters.quits += 1
+                        elif kind is Close:
+                            assert isinstance(ev, Close)
+                            closing = True
+                            if ev.warning:
+                                self.log("warning", ev.warning)
+                        elif kind is LogLine:
+                            assert isinstance(ev, LogLine)
+                            self.log("info", ev.text)
+                        elif kind is CommandLogged:
+                            assert isinstance(ev, CommandLogged)
+                            if self.command_log is not None:
+                                self.command_log(ev.text)
+                        elif kind is ReadDelay:
+                            assert isinstance(ev, ReadDelay)
+                            read_delay = ev.seconds
+                        elif kind is Abort:
+                            assert isinstance(ev, Abort)
+                            abort_after = ev.seconds
+                # 2. flush: every complete command of the last read is answered
+                if proto.output:
+                    data = proto.take_output()
+                    waiting = "write"
+                    scope.deadline = trio.current_time() + timeout
+                    if not await _send_all(sock, data):
+                        self.log("warning", "lost connection")
+                        break
+                if stop_after_flush:
+                    self.stop("max_messages")
+                if closing:
+                    if self._config.verbose:
+                        self.log("info", "disconnect")
+                    break
+                if abort_after is not None:
+                    scope.deadline = math.inf
+                    await trio.sleep(abort_after)
+                    await _send_all(sock, ABORT_REPLY)
+                    break
+                if read_delay:
+                    scope.deadline = math.inf
+                    await trio.sleep(read_delay)
+                    read_delay = 0.0
+                # 3. read
+                waiting = "read"
+                scope.deadline = trio.current_time() + timeout
+                try:
+                    chunk = await sock.recv(RECV_SIZE)
+                except OSError:
+                    chunk = b""
+                proto.receive(chunk)
+        if scope.cancelled_caught:
+            self.log("warning", f"{waiting} timeout")
+
+    def _message_ended(self) -> bool:
+        c = self.counters
+        c.messages += 1
+        if self._config.counters and self.counters_out is not None:
+            self.counters_out(c.line())
+        m = self._config.max_messages
+        return m is not None and c.messages >= m
+
+    def _store(self, ev: MessageReceived) -> bool:
+        tx = ev.transaction
+        if self._writer is not None:
+            try:
+                tx = self._writer.write(tx, ev.timestamp)
+            except OSError as exc:
+                self.log("error", f"cannot write dump for {tx.queue_id}: {exc}")
+                return False
+        for hook in self.subscribers:
+            hook(tx)
+        return True
+
+
+async def _send_all(sock: trio.socket.SocketType, data: bytes) -> bool:
+    """Send everything; False when the peer is gone."""
+    try:
+        sent = await sock.send(data)
+        if sent < len(data):
+            view = memoryview(data)[sent:]
+            while view:
+                sent = await sock.send(view)
+                view = view[sent:]
+    except OSError:
+        return False
+    return True
