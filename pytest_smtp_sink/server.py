@@ -6,6 +6,7 @@ addresses through ``task_status`` and serves until cancelled (or until -M / -n a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -37,6 +38,8 @@ from .protocol import (
 from .transaction import Transaction
 
 RECV_SIZE = 65536
+_INT_MAX = 2**31 - 1  # listen() backlog and socket buffer sizes are C ints
+_EPHEMERAL_RETRIES = 10  # ":0" on both families: another port when the v6 twin is taken
 
 LogFunc = Callable[[str, str], None]  # (level: "info"|"warning"|"error", text)
 TransactionHook = Callable[[Transaction], None]
@@ -44,6 +47,10 @@ TransactionHook = Callable[[Transaction], None]
 
 class ListenError(OSError):
     """A listener could not be set up; ``str()`` is a one-line explanation."""
+
+
+class _TryAnotherPort(Exception):
+    """The ephemeral port of the first family is taken on the second one."""
 
 
 def stderr_logger(prog: str = "smtp-sink") -> LogFunc:
@@ -127,9 +134,13 @@ class SinkServer:
         self.subscribers: list[TransactionHook] = []
         self.addresses: list[tuple[str, int] | str] = []
         self._listeners: list[trio.socket.SocketType] = []
+        self._unix_inode: tuple[int, int] | None = None  # our socket file, to remove
         self._scope: trio.CancelScope | None = None
         self._sessions: set[SinkProtocol] = set()
         self.stopped_by: str | None = None
+        # transcript(session_id, client, "C"|"S", bytes): conversation recording (plugin)
+        self.transcript: Callable[[int, str, str, bytes], None] | None = None
+        self._session_count = 0
         self._apply(config)
 
     # ------------------------------------------------------------------ config
@@ -141,19 +152,34 @@ class SinkServer:
     @config.setter
     def config(self, config: SinkConfig) -> None:
         self._apply(config)
-        for proto in self._sessions:
-            proto.set_tables(self._tables, self._collect)
 
     def _apply(self, config: SinkConfig) -> None:
+        """Use ``config`` from now on, also for the next command of open connections."""
         self._config = config
         self._tables = Tables(config)
         self._writer = DumpWriter(config, self.rng) if config.dumping else None
         self._collect = config.dumping or bool(self.subscribers)
+        for proto in self._sessions:
+            proto.set_tables(self._tables, self._collect)
 
     def subscribe(self, hook: TransactionHook) -> None:
-        """Call ``hook(tx)`` for every stored transaction, before the client's reply."""
+        """Call ``hook(tx)`` for every stored transaction, before the client's reply.
+
+        A hook that raises is logged and the client gets ``451 4.3.0`` for that message.
+        """
         self.subscribers.append(hook)
         self._apply(self._config)
+
+    def unsubscribe(self, hook: TransactionHook) -> None:
+        """Stop calling ``hook`` (no error when it was not subscribed)."""
+        with contextlib.suppress(ValueError):
+            self.subscribers.remove(hook)
+        self._apply(self._config)
+
+    @property
+    def listeners(self) -> list[trio.socket.SocketType]:
+        """The listening sockets while ``run()`` serves (closed afterwards)."""
+        return list(self._listeners)
 
     # --------------------------------------------------------------- listeners
 
@@ -167,16 +193,19 @@ class SinkServer:
         sock = trio.socket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
         try:
             try:
-                if stat.S_ISSOCK(os.lstat(path).st_mode) or os.path.isfile(path):
+                # Postfix removes whatever is there; we spare directories.
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
                     os.unlink(path)
             except FileNotFoundError:
                 pass
             await sock.bind(path)
             os.chmod(path, 0o666)
-            sock.listen(self.backlog)
+            sock.listen(min(self.backlog, _INT_MAX))
+            st = os.stat(path)
         except OSError as exc:
             sock.close()
             raise ListenError(f"bind {path}: {exc.strerror or exc}") from exc
+        self._unix_inode = (st.st_dev, st.st_ino)
         self.addresses.append(path)
         return sock
 
@@ -187,55 +216,79 @@ class SinkServer:
             infos = await trio.socket.getaddrinfo(
                 host or None, port, family, stdsocket.SOCK_STREAM, 0, stdsocket.AI_PASSIVE
             )
-        except stdsocket.gaierror as exc:
-            raise ListenError(f"host/service {host}:{port} not found: {exc.strerror}") from exc
+        except (stdsocket.gaierror, UnicodeError, OverflowError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise ListenError(f"host/service {host}:{port} not found: {reason}") from exc
         # The first address of each enabled family (Postfix binds only the very first; we
         # bind IPv4 and IPv6 both, as the man page promises).
-        chosen: dict[int, tuple[object, ...]] = {}
-        for fam, _type, _proto, _canon, sockaddr in infos:
+        chosen: dict[int, tuple[str, int]] = {}
+        for info in infos:
+            fam, sockaddr = int(info[0]), info[4]
             if fam in (stdsocket.AF_INET, stdsocket.AF_INET6) and fam not in chosen:
-                chosen[fam] = sockaddr
+                chosen[fam] = (str(sockaddr[0]), int(sockaddr[1]))
         if not chosen:
             raise ListenError(f"host/service {host}:{port} has no usable address")
-        socks: list[trio.socket.SocketType] = []
-        bound_port: int | None = None
-        try:
-            for fam, sockaddr in chosen.items():
-                addr = list(sockaddr)
-                if bound_port is not None and int(addr[1]) == 0:
-                    addr[1] = bound_port  # same ephemeral port for both families
-                sock = trio.socket.socket(fam, stdsocket.SOCK_STREAM)
-                socks.append(sock)
-                sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEADDR, 1)
-                if fam == stdsocket.AF_INET6:
-                    sock.setsockopt(stdsocket.IPPROTO_IPV6, stdsocket.IPV6_V6ONLY, 1)
-                if self._config.tcp_window:
-                    for opt in (stdsocket.SO_SNDBUF, stdsocket.SO_RCVBUF):
-                        sock.setsockopt(stdsocket.SOL_SOCKET, opt, self._config.tcp_window)
-                if self._config.verbose:
-                    self.log("info", f"trying... [{addr[0]}]:{addr[1]}")
-                try:
-                    await sock.bind(tuple(addr))
-                except OSError as exc:
-                    if exc.errno == errno.EADDRNOTAVAIL and len(chosen) > 1:
-                        # e.g. no IPv6 on this host: serve the other family alone
-                        socks.remove(sock)
-                        sock.close()
-                        continue
-                    raise ListenError(
-                        f"bind {addr[0]} port {addr[1]}: {exc.strerror or exc}"
-                    ) from exc
-                sock.listen(self.backlog)
+        for attempt in range(_EPHEMERAL_RETRIES):
+            socks: list[trio.socket.SocketType] = []
+            bound_port: int | None = None
+            try:
+                for fam, (addr, want_port) in chosen.items():
+                    use_port = want_port
+                    if bound_port is not None and want_port == 0:
+                        use_port = bound_port  # the same ephemeral port for both families
+                    try:
+                        sock = await self._bind_inet(fam, addr, use_port)
+                    except OSError as exc:
+                        if len(chosen) > 1 and exc.errno in (
+                            errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT
+                        ):
+                            continue  # e.g. no IPv6 on this host: serve the other family alone
+                        if (
+                            exc.errno == errno.EADDRINUSE
+                            and use_port != want_port
+                            and attempt + 1 < _EPHEMERAL_RETRIES
+                        ):
+                            raise _TryAnotherPort from None
+                        raise ListenError(
+                            f"bind {addr} port {use_port}: {exc.strerror or exc}"
+                        ) from exc
+                    socks.append(sock)
+                    bound_port = int(sock.getsockname()[1])
+            except _TryAnotherPort:
+                for s in socks:
+                    s.close()
+                continue
+            except BaseException:
+                for s in socks:
+                    s.close()
+                raise
+            if not socks:
+                raise ListenError(f"cannot bind {host}:{port}")
+            for sock in socks:
                 name = sock.getsockname()
-                bound_port = int(name[1])
-                self.addresses.append((str(name[0]), bound_port))
+                self.addresses.append((str(name[0]), int(name[1])))
+            return socks
+        raise ListenError(f"cannot bind {host}:{port}")  # pragma: no cover
+
+    async def _bind_inet(self, fam: int, addr: str, port: int) -> trio.socket.SocketType:
+        """A listening TCP socket; OSError (EADDRINUSE and the like) when it cannot be had."""
+        sock = trio.socket.socket(fam, stdsocket.SOCK_STREAM)
+        try:
+            sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEADDR, 1)
+            if fam == stdsocket.AF_INET6:
+                sock.setsockopt(stdsocket.IPPROTO_IPV6, stdsocket.IPV6_V6ONLY, 1)
+            window = self._config.tcp_window
+            if window:
+                for opt in (stdsocket.SO_SNDBUF, stdsocket.SO_RCVBUF):
+                    sock.setsockopt(stdsocket.SOL_SOCKET, opt, min(window, _INT_MAX))
+            if self._config.verbose:
+                self.log("info", f"trying... [{addr}]:{port}")
+            await sock.bind((addr, port))
+            sock.listen(min(self.backlog, _INT_MAX))
         except BaseException:
-            for s in socks:
-                s.close()
+            sock.close()
             raise
-        if not socks:
-            raise ListenError(f"cannot bind {host}:{port}")
-        return socks
+        return sock
 
     # ------------------------------------------------------------------ serving
 
@@ -245,7 +298,13 @@ class SinkServer:
         task_status: trio.TaskStatus[list[tuple[str, int] | str]] = trio.TASK_STATUS_IGNORED,
         before_serving: Callable[[], None] | None = None,
     ) -> None:
-        """Bind, report the addresses, then serve until cancelled or stopped."""
+        """Bind, report the addresses, then serve until cancelled or stopped.
+
+        Returns normally after ``stop()`` (and after -M / -n); re-raises cancellation.
+        """
+        self.addresses = []
+        self.stopped_by = None
+        self._unix_inode = None
         listeners = await self.open_listeners()
         self._listeners = listeners
         try:
@@ -259,13 +318,21 @@ class SinkServer:
                         nursery.start_soon(self._accept_loop, sock, limit, nursery)
                     task_status.started(list(self.addresses))
         finally:
+            self._scope = None
             for sock in listeners:
                 sock.close()
-            if self.endpoint.kind == "unix":
-                try:
-                    os.unlink(self.endpoint.host)
-                except OSError:
-                    pass
+            self._remove_unix_socket()
+
+    def _remove_unix_socket(self) -> None:
+        """Remove our socket file, unless somebody has replaced it meanwhile."""
+        if self.endpoint.kind != "unix" or self._unix_inode is None:
+            return
+        path = self.endpoint.host
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            if (st.st_dev, st.st_ino) == self._unix_inode:
+                os.unlink(path)
+        self._unix_inode = None
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop serving (from inside the trio loop)."""
@@ -299,17 +366,20 @@ class SinkServer:
         try:
             family = sock.family
             if family != stdsocket.AF_UNIX:
-                try:
+                with contextlib.suppress(OSError):
                     sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
-                except OSError:
-                    pass
             addr, log_addr = _client_addr(family, peer)
             if self._config.verbose:
                 self.log("info", f"connect ({log_addr})")
             proto = SinkProtocol(self._tables, addr, collect=self._collect, rng=self.rng)
             self._sessions.add(proto)
             proto.start()
-            await self._drive(sock, proto)
+            record: Callable[[str, bytes], None] | None = None
+            if self.transcript is not None:
+                self._session_count += 1
+                sid, hook = self._session_count, self.transcript
+                record = lambda direction, data: hook(sid, addr, direction, data)  # noqa: E731
+            await self._drive(sock, proto, record)
         finally:
             if proto is not None:
                 self._sessions.discard(proto)
@@ -326,9 +396,13 @@ class SinkServer:
         if n is not None and c.quits >= n:
             self.stop("max_sessions")
 
-    async def _drive(self, sock: trio.socket.SocketType, proto: SinkProtocol) -> None:
+    async def _drive(
+        self,
+        sock: trio.socket.SocketType,
+        proto: SinkProtocol,
+        record: Callable[[str, bytes], None] | None = None,
+    ) -> None:
         """Feed the socket to the protocol and carry out what it asks."""
-        timeout = self._config.timeout
         read_delay = 0.0
         abort_after: float | None = None
         closing = False
@@ -373,8 +447,10 @@ class SinkServer:
                 # 2. flush: every complete command of the last read is answered
                 if proto.output:
                     data = proto.take_output()
+                    if record is not None:
+                        record("S", data)
                     waiting = "write"
-                    scope.deadline = trio.current_time() + timeout
+                    scope.deadline = trio.current_time() + self._config.timeout
                     if not await _send_all(sock, data):
                         self.log("warning", "lost connection")
                         break
@@ -387,6 +463,8 @@ class SinkServer:
                 if abort_after is not None:
                     scope.deadline = math.inf
                     await trio.sleep(abort_after)
+                    if record is not None:
+                        record("S", ABORT_REPLY)
                     await _send_all(sock, ABORT_REPLY)
                     break
                 if read_delay:
@@ -395,11 +473,13 @@ class SinkServer:
                     read_delay = 0.0
                 # 3. read
                 waiting = "read"
-                scope.deadline = trio.current_time() + timeout
+                scope.deadline = trio.current_time() + self._config.timeout
                 try:
                     chunk = await sock.recv(RECV_SIZE)
                 except OSError:
                     chunk = b""
+                if record is not None and chunk:
+                    record("C", chunk)
                 proto.receive(chunk)
         if scope.cancelled_caught:
             self.log("warning", f"{waiting} timeout")
@@ -421,7 +501,11 @@ class SinkServer:
                 self.log("error", f"cannot write dump for {tx.queue_id}: {exc}")
                 return False
         for hook in self.subscribers:
-            hook(tx)
+            try:
+                hook(tx)
+            except Exception as exc:  # a broken hook must not take the server down
+                self.log("error", f"transaction hook {hook!r} failed: {exc!r}")
+                return False
         return True
 
 

@@ -1,0 +1,320 @@
+"""The pytest plugin: a session sink server, the smtp_sink fixture, markers and ini options.
+
+One sink server runs per pytest session (per xdist worker) in a background trio loop, started
+by the first test that asks for it. ``smtp_sink`` applies the test's marker over the ini
+defaults for the duration of the test and hands out what the test's clients sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .config import ConfigError, SinkConfig, from_options
+from .sink import SmtpSink
+from .sinkthread import SinkError, SinkThread
+
+LOG = logging.getLogger("pytest_smtp_sink")
+COMMAND_LOG = logging.getLogger("pytest_smtp_sink.commands")
+
+# Fields that only make sense on the command line (they stop or re-own the process).
+CLI_ONLY = frozenset({"counters", "max_messages", "max_sessions", "user", "chroot"})
+# Options that need a socket of their own: such a test gets a dedicated listener.
+LISTENER_OPTIONS = frozenset({"family", "max_connections", "tcp_window", "listen"})
+OPTION_NAMES = tuple(
+    sorted(f.name for f in dataclasses.fields(SinkConfig) if f.name not in CLI_ONLY)
+) + ("data_delay",)
+
+_HANDLE_KEY = pytest.StashKey[list[SmtpSink]]()
+
+
+# ------------------------------------------------------------------- registration
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("smtp-sink", "SMTP sink server (pytest-smtp-sink)")
+    group.addoption(
+        "--smtp-sink-dump",
+        metavar="DIR",
+        default=None,
+        help="write every captured transaction in the smtp-sink dump format, "
+        "one folder per test under DIR",
+    )
+    group.addoption(
+        "--smtp-sink-verbose",
+        action="store_true",
+        default=False,
+        help="log every SMTP command the sink receives (logger 'pytest_smtp_sink')",
+    )
+    parser.addini(
+        "smtp_sink_listen",
+        "address of the session sink: host:port, [::1]:port or unix:/path "
+        "(default 127.0.0.1:0, an ephemeral port)",
+        default="127.0.0.1:0",
+    )
+    for name in OPTION_NAMES:
+        parser.addini(f"smtp_sink_{name}", f"default for the smtp_sink marker's {name}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "smtp_sink(**options): smtp-sink behaviour for this test, e.g. reject='RCPT', "
+        "lmtp=True, delays={'DATA': 0.2}; names mirror the smtp-sink flags (see README)",
+    )
+    # Bad ini values are a usage error of the whole run, named by option.
+    try:
+        _ini_config(config)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"smtp_sink ini option: {exc}") from None
+
+
+def _ini_options(config: pytest.Config) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in OPTION_NAMES:
+        value = config.getini(f"smtp_sink_{name}")
+        if isinstance(value, str) and value.strip() != "":
+            out[name] = value.strip()
+    return out
+
+
+def _ini_config(config: pytest.Config) -> SinkConfig:
+    options = _ini_options(config)
+    if config.getoption("smtp_sink_verbose", False):
+        options.setdefault("verbose", True)
+    try:
+        return from_options(options)
+    except ConfigError as exc:
+        name = exc.option or "?"
+        raise ConfigError(f"smtp_sink_{name}: {exc}", option=exc.option) from None
+
+
+# ------------------------------------------------------------------------ logging
+
+
+def _log(level: str, text: str) -> None:
+    LOG.log({"info": logging.INFO, "warning": logging.WARNING}.get(level, logging.ERROR), text)
+
+
+# ---------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def smtp_sink_thread() -> Iterator[SinkThread]:
+    """The background trio loop that hosts every sink of this session (or xdist worker)."""
+    thread = SinkThread(_log)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp_sink_server(
+    smtp_sink_thread: SinkThread, pytestconfig: pytest.Config
+) -> SmtpSink:
+    """The session's sink server, listening on ini ``smtp_sink_listen``."""
+    base = _ini_config(pytestconfig)
+    listen = str(pytestconfig.getini("smtp_sink_listen") or "127.0.0.1:0")
+    sink = smtp_sink_thread.start_server(base, listen)
+    sink.server.command_log = COMMAND_LOG.info
+    return sink
+
+
+def _marker_options(item: pytest.Item) -> dict[str, Any]:
+    """Marker kwargs, farthest (module) first so that the closest (function) wins."""
+    options: dict[str, Any] = {}
+    for mark in reversed(list(item.iter_markers("smtp_sink"))):
+        if mark.args:
+            raise ConfigError(
+                f"smtp_sink marker takes keyword arguments only, got {mark.args!r}",
+                option="smtp_sink",
+            )
+        options.update(mark.kwargs)
+    return options
+
+
+def _build_config(
+    base: SinkConfig, options: dict[str, Any]
+) -> tuple[SinkConfig, str | None, bool]:
+    """(config, listen address or None, needs a dedicated listener)."""
+    options = dict(options)
+    listen = options.pop("listen", None)
+    for name in options:
+        if name in CLI_ONLY:
+            raise ConfigError(
+                f"{name} is a command-line option of smtp-sink; it cannot be used in a test",
+                option=name,
+            )
+    if listen is not None and not isinstance(listen, str):
+        raise ConfigError(f"listen must be an address string, not {listen!r}", option="listen")
+    cfg = from_options(options, base=base)
+    dedicated = listen is not None or any(n in LISTENER_OPTIONS for n in options)
+    return cfg, listen, dedicated
+
+
+def _fail_config(exc: ConfigError) -> None:
+    name = exc.option or "?"
+    pytest.fail(f"@pytest.mark.smtp_sink: bad value for {name}: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def smtp_sink(
+    request: pytest.FixtureRequest,
+    smtp_sink_server: SmtpSink,
+    smtp_sink_thread: SinkThread,
+    pytestconfig: pytest.Config,
+) -> Iterator[SmtpSink]:
+    """The sink for this test, configured by its ``smtp_sink`` marker; capture cleared."""
+    base = _ini_config(pytestconfig)
+    try:
+        cfg, listen, dedicated = _build_config(base, _marker_options(request.node))
+    except ConfigError as exc:
+        _fail_config(exc)
+        raise  # unreachable
+    try:
+        smtp_sink_thread.check()
+    except SinkError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if dedicated:
+        family_default = "[::1]:0" if cfg.family == "inet6" else "127.0.0.1:0"
+        try:
+            sink = smtp_sink_thread.start_server(cfg, listen or family_default)
+        except OSError as exc:
+            pytest.fail(f"@pytest.mark.smtp_sink: cannot listen: {exc}", pytrace=False)
+        sink.server.command_log = COMMAND_LOG.info
+        _register(request, sink)
+        try:
+            yield sink
+        finally:
+            smtp_sink_thread.stop_server(sink)
+            _after_test(request, sink, smtp_sink_thread)
+        return
+    sink = smtp_sink_server
+    smtp_sink_thread.call(_set_config, sink, cfg)
+    sink.clear()
+    _register(request, sink)
+    try:
+        yield sink
+    finally:
+        if cfg != base:
+            smtp_sink_thread.call(_set_config, sink, base)
+        _after_test(request, sink, smtp_sink_thread)
+
+
+def _set_config(sink: SmtpSink, cfg: SinkConfig) -> None:
+    if sink.server.config is not cfg:
+        sink.server.config = cfg
+
+
+@pytest.fixture
+def smtp_sink_factory(
+    request: pytest.FixtureRequest,
+    smtp_sink_thread: SinkThread,
+    pytestconfig: pytest.Config,
+) -> Iterator[Callable[..., SmtpSink]]:
+    """Start extra sinks for this test: ``backup = smtp_sink_factory(reject="RCPT")``.
+
+    Options are the marker's (plus ``listen``); each sink gets its own port and capture and
+    is stopped at the end of the test.
+    """
+    started: list[SmtpSink] = []
+    base = _ini_config(pytestconfig)
+
+    def factory(**options: Any) -> SmtpSink:
+        try:
+            cfg, listen, _ = _build_config(base, options)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"smtp_sink_factory: bad value for {exc.option}: {exc}") from None
+        family_default = "[::1]:0" if cfg.family == "inet6" else "127.0.0.1:0"
+        sink = smtp_sink_thread.start_server(cfg, listen or family_default)
+        sink.server.command_log = COMMAND_LOG.info
+        started.append(sink)
+        _register(request, sink)
+        return sink
+
+    try:
+        yield factory
+    finally:
+        for sink in started:
+            smtp_sink_thread.stop_server(sink)
+            _after_test(request, sink, smtp_sink_thread, dump_suffix=True)
+
+
+def _register(request: pytest.FixtureRequest, sink: SmtpSink) -> None:
+    node = request.node
+    node.stash.setdefault(_HANDLE_KEY, []).append(sink)
+
+
+# ---------------------------------------------------------------- after each test
+
+
+def _after_test(
+    request: pytest.FixtureRequest,
+    sink: SmtpSink,
+    thread: SinkThread,
+    dump_suffix: bool = False,
+) -> None:
+    dump_dir = request.config.getoption("smtp_sink_dump")
+    if dump_dir:
+        handles = request.node.stash.get(_HANDLE_KEY, [])
+        index = handles.index(sink) if sink in handles else 0
+        folder = Path(dump_dir) / safe_name(request.node.nodeid)
+        if dump_suffix or index:
+            folder = folder / f"sink{index}"
+        write_dumps(folder, sink)
+    try:
+        thread.check()
+    except SinkError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(nodeid: str) -> str:
+    """A folder name for a node id: ``tests/test_x.py::test_y[a-b]`` → ``tests_test_x.py__test_y_a-b_``."""
+    name = _UNSAFE.sub("_", nodeid).strip("._") or "test"
+    return name[:200]
+
+
+def write_dumps(folder: Path, sink: SmtpSink) -> None:
+    """Each captured transaction as a -d style file named by its queue id."""
+    txs = sink.transactions
+    if not txs:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for tx in txs:
+        path = folder / tx.queue_id
+        n = 1
+        while path.exists():
+            path = folder / f"{tx.queue_id}.{n}"
+            n += 1
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(tx.render())
+
+
+# ------------------------------------------------------------------ report section
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    handles = item.stash.get(_HANDLE_KEY, [])
+    texts = [h.transcript for h in handles if h.sessions]
+    if texts:
+        report.sections.append(("Captured SMTP conversation", "\n".join(texts)))

@@ -1,0 +1,188 @@
+"""SmtpSink, the handle tests use, and ``open_sink`` for trio code.
+
+``async with open_sink(hostname="mx.test") as sink:`` runs a sink in the caller's own
+nursery; the pytest fixtures hand out the same SmtpSink for servers in the plugin's thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from email.message import EmailMessage
+from typing import Any
+
+import trio
+
+from .capture import Capture, Transcript
+from .config import SinkConfig, from_options
+from .server import LogFunc, SinkServer
+from .transaction import Transaction
+
+
+class SmtpSink:
+    """A running sink: where it listens, what it is configured to do, what it captured."""
+
+    def __init__(self, server: SinkServer, capture: Capture) -> None:
+        self.server = server
+        self.capture = capture
+
+    # -- where
+    @property
+    def address(self) -> tuple[str, int] | str:
+        """``(host, port)`` of the first listener, or the unix socket path."""
+        return self.server.addresses[0]
+
+    @property
+    def addresses(self) -> list[tuple[str, int] | str]:
+        return list(self.server.addresses)
+
+    @property
+    def host(self) -> str:
+        addr = self.address
+        return addr if isinstance(addr, str) else addr[0]
+
+    @property
+    def port(self) -> int | None:
+        addr = self.address
+        return None if isinstance(addr, str) else addr[1]
+
+    # -- how
+    @property
+    def config(self) -> SinkConfig:
+        return self.server.config
+
+    # -- what
+    @property
+    def transactions(self) -> list[Transaction]:
+        """Completed transactions, in the order their end of data was seen."""
+        return self.capture.transactions
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return [tx.message for tx in self.capture.transactions]
+
+    @property
+    def sessions(self) -> list[Transcript]:
+        """One transcript per client connection."""
+        return self.capture.transcripts
+
+    @property
+    def transcript(self) -> str:
+        return "\n".join(t.text() for t in self.capture.transcripts)
+
+    def clear(self) -> None:
+        self.capture.clear()
+
+    def wait(self, count: int = 1, timeout: float = 5.0) -> list[Transaction]:
+        """Block until ``count`` transactions are captured (for clients in other threads)."""
+        return self.capture.wait(count, timeout)
+
+    async def wait_async(self, count: int = 1, timeout: float = 5.0) -> list[Transaction]:
+        """Like ``wait`` without blocking the event loop (trio or asyncio)."""
+        import sniffio
+
+        if sniffio.current_async_library() == "trio":
+            return await self._wait_trio(count, timeout)
+        return await self._wait_asyncio(count, timeout)
+
+    async def _wait_trio(self, count: int, timeout: float) -> list[Transaction]:
+        token = trio.lowlevel.current_trio_token()
+        with trio.move_on_after(timeout):
+            while len(self.capture) < count:
+                event = trio.Event()
+
+                def wake(event: trio.Event = event) -> None:
+                    token.run_sync_soon(event.set)
+
+                self.capture.add_listener(wake)
+                try:
+                    if len(self.capture) < count:
+                        await event.wait()
+                finally:
+                    self.capture.remove_listener(wake)
+            return self.capture.transactions
+        return self.capture.wait(count, 0)  # raises TimeoutError with the counts
+
+    async def _wait_asyncio(self, count: int, timeout: float) -> list[Transaction]:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.capture) < count:
+            event = asyncio.Event()
+            wake: Callable[[], None] = lambda: loop.call_soon_threadsafe(event.set)  # noqa: E731
+            self.capture.add_listener(wake)
+            try:
+                if len(self.capture) < count:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        break
+                    try:
+                        await asyncio.wait_for(event.wait(), left)
+                    except asyncio.TimeoutError:
+                        break
+            finally:
+                self.capture.remove_listener(wake)
+        return self.capture.wait(count, 0)
+
+    def __repr__(self) -> str:
+        return f"<SmtpSink {self.address!r} transactions={len(self.capture)}>"
+
+
+def dot_reply(config: SinkConfig) -> str | None:
+    """The reply a client gets to "." under ``config`` (once per recipient in LMTP)."""
+    if "." in config.disconnect:
+        return None
+    if "." in config.disconnect_421:
+        return "421 4.0.0 Server closing connection"
+    if "." in config.reject:
+        return config.hard_bounce_reply
+    if "." in config.soft_reject:
+        return config.soft_bounce_reply
+    return "250 2.2.0 Ok" if config.lmtp else "250 2.0.0 Ok"
+
+
+def attach_capture(server: SinkServer, capture: Capture) -> None:
+    """Send the server's transactions and conversations to ``capture``."""
+
+    def add(tx: Transaction) -> None:
+        capture.add(dataclasses.replace(tx, reply=dot_reply(server.config)))
+
+    server.subscribe(add)
+    server.transcript = capture.record
+
+
+@asynccontextmanager
+async def open_sink(
+    config: SinkConfig | None = None,
+    address: str = "127.0.0.1:0",
+    *,
+    backlog: int = 100,
+    log: LogFunc | None = None,
+    **options: Any,
+) -> AsyncIterator[SmtpSink]:
+    """Run a sink in the caller's trio nursery for the duration of the block.
+
+    ``options`` are SinkConfig fields (the marker names), applied over ``config``.
+    """
+    cfg = from_options(options, base=config) if options else (config or SinkConfig())
+    server = SinkServer(cfg, address, backlog, log=log or _quiet)
+    capture = Capture()
+    attach_capture(server, capture)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        try:
+            yield SmtpSink(server, capture)
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def _quiet(level: str, text: str) -> None:
+    import logging
+
+    logging.getLogger("pytest_smtp_sink").log(
+        logging.WARNING if level != "info" else logging.INFO, text
+    )
+
