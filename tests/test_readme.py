@@ -1,0 +1,57 @@
+"""Every python example in README.rst that defines tests is run as a user would run it."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+README = Path(__file__).resolve().parent.parent / "README.rst"
+
+
+def python_blocks() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    blocks = []
+    for match in re.finditer(r"^\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text, re.M):
+        blocks.append(textwrap.dedent(match.group(1)))
+    return blocks
+
+
+def test_readme_has_examples() -> None:
+    blocks = python_blocks()
+    assert sum("def test_" in b for b in blocks) >= 6
+
+
+def test_readme_examples_pass(pytester: pytest.Pytester) -> None:
+    files = {}
+    for i, block in enumerate(b for b in python_blocks() if "def test_" in b):
+        files[f"test_readme_{i}"] = block
+    pytester.makepyfile(**files)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=sum(b.count("def test_") for b in files.values()))
+
+
+def test_readme_trio_example_runs() -> None:
+    """The open_sink example, completed with a real client."""
+    import smtplib
+
+    import trio
+
+    from pytest_smtp_sink import open_sink
+
+    async def check() -> None:
+        async with open_sink(hostname="mx.test") as sink:
+
+            def send() -> None:
+                with smtplib.SMTP(sink.host, sink.port) as smtp:
+                    smtp.sendmail("a@example.com", ["b@example.com"], "Subject: x\r\n\r\nx\r\n")
+
+            await trio.to_thread.run_sync(send)
+            [tx] = await sink.wait_async(count=1)
+            assert "by mx.test (smtp-sink)" in tx.received
+
+    trio.run(check)
