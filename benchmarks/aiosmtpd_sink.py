@@ -1,0 +1,43 @@
+"""A minimal aiosmtpd sink for the benchmarks: accepts and discards every message.
+
+    python benchmarks/aiosmtpd_sink.py PORT [--lmtp]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Any
+
+
+class Discard:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        return "250 2.0.0 Ok"
+
+
+async def main(port: int, lmtp: bool) -> None:
+    from aiosmtpd.lmtp import LMTP
+    from aiosmtpd.smtp import SMTP
+
+    cls = LMTP if lmtp else SMTP
+    handler = Discard()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: cls(handler, hostname="aiosmtpd-sink", data_size_limit=None),
+        "127.0.0.1",
+        port,
+        backlog=1000,
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.disable(logging.CRITICAL)  # aiosmtpd logs every session at INFO
+    asyncio.run(main(int(sys.argv[1]), "--lmtp" in sys.argv[2:]))
