@@ -26,8 +26,15 @@ def expand_template(template: str, timestamp: float) -> str:
 
 def _makedirs_for(path: str) -> None:
     parent = os.path.dirname(path)
-    if parent and not os.path.isdir(parent):
-        os.makedirs(parent, mode=DIR_MODE, exist_ok=True)
+    if not parent or os.path.isdir(parent):
+        return
+    # Not os.makedirs: it creates intermediate folders with mode 0777 (less the umask);
+    # every folder Postfix creates is 0755 (less the umask).
+    _makedirs_for(parent)
+    try:
+        os.mkdir(parent, DIR_MODE)
+    except FileExistsError:
+        pass
 
 
 class DumpWriter:

@@ -1,0 +1,3 @@
+"""Project-wide test configuration: pytester for the plugin tests run as users run pytest."""
+
+pytest_plugins = ["pytester"]
