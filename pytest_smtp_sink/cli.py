@@ -24,17 +24,23 @@ def drop_privileges(user: str, chroot: str | None) -> None:
         entry = pwd.getpwnam(user)
     except KeyError:
         raise Fatal(f"unknown user: {user}") from None
-    try:
-        if chroot:
+    root = os.geteuid() == 0
+    if not root and entry.pw_uid != os.geteuid():
+        raise Fatal(f"cannot switch to user {user}: not running as root")
+    # The group list comes from /etc/group, which a chroot may not have.
+    groups = os.getgrouplist(entry.pw_name, entry.pw_gid) if root else []
+    if chroot:
+        try:
             os.chroot(chroot)
             os.chdir("/")
-        if os.geteuid() == 0:
-            os.setgroups([])
-            os.initgroups(entry.pw_name, entry.pw_gid)
-            os.setgid(entry.pw_gid)
-            os.setuid(entry.pw_uid)
-        elif entry.pw_uid != os.geteuid():
-            raise Fatal(f"cannot switch to user {user}: not running as root")
+        except OSError as exc:
+            raise Fatal(f"chroot({chroot}): {exc.strerror}") from exc
+    if not root:
+        return
+    try:
+        os.setgroups(groups)
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
     except OSError as exc:
         raise Fatal(f"cannot switch to user {user}: {exc.strerror}") from exc
 
@@ -45,8 +51,11 @@ def _program_name(argv0: str) -> str:
 
 
 def _write_counters(line: str) -> None:
-    sys.stdout.write(line)
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass  # stdout closed or gone: the counters are a courtesy, not a reason to die
 
 
 def _syslogger(prog: str) -> Callable[[str], None]:
@@ -105,10 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         inv = parse_argv(args)
     except UsageError as exc:
+        # Postfix prints getopt's complaint, if any, then only the usage text: no reason
+        # for a bad -A, -w or backlog (reference §1.1).
         if str(exc).startswith(("invalid option", "option requires")):
             err.write(f"{prog}: {exc}\n")
-        elif str(exc) != "wrong number of arguments":
-            err.write(f"{prog}: error: {exc}\n")
         err.write(f"{prog}: fatal: {USAGE.format(prog=prog)}\n")
         return 1
     except ConfigError as exc:

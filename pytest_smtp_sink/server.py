@@ -240,7 +240,8 @@ class SinkServer:
                         sock = await self._bind_inet(fam, addr, use_port)
                     except OSError as exc:
                         if len(chosen) > 1 and exc.errno in (
-                            errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT
+                            errno.EADDRNOTAVAIL,
+                            errno.EAFNOSUPPORT,
                         ):
                             continue  # e.g. no IPv6 on this host: serve the other family alone
                         if (
@@ -385,7 +386,10 @@ class SinkServer:
                 self._sessions.discard(proto)
             sock.close()
             limit.release()
-            self._session_ended()
+            # A session cut off by the server's own shutdown (cancel, -M, -n, signal) is not
+            # counted: Postfix exits without reporting it either.
+            if trio.current_effective_deadline() != -math.inf:
+                self._session_ended()
 
     def _session_ended(self) -> None:
         c = self.counters
