@@ -12,7 +12,7 @@ from typing import Any
 
 
 class Discard:
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         return "250 2.0.0 Ok"
 
 

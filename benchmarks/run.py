@@ -142,7 +142,7 @@ def scenarios(scale: float) -> list[Scenario]:
         Scenario("10 recipients (-r 10)", ["-s", "20", "-l", "1000", "-r", "10"], n(10000)),
         Scenario("100 KB messages", ["-s", "20", "-l", "100000", "-d"], n(2000)),
         Scenario("dump mode (-d template)", ["-s", "20", "-l", "1000"], n(5000), dump=True,
-                 servers=("ours", "postfix")),  # fmt: skip
+                 servers=("ours", "postfix")),
     ]
 
 
@@ -185,7 +185,7 @@ def print_row(name: str, med: dict[str, float], cpu: dict[str, float], flush: bo
 
 def print_table(rows: list[tuple[str, dict[str, float], dict[str, float]]]) -> None:
     head = (f"{'scenario':30} {'ours msg/s':>10} {'postfix':>9} {'aiosmtpd':>9} "
-            f"{'ours cpu':>9} {'pf cpu':>7} {'aio cpu':>7} {'ours/pf':>8} {'ours/aio':>8}")  # fmt: skip
+            f"{'ours cpu':>9} {'pf cpu':>7} {'aio cpu':>7} {'ours/pf':>8} {'ours/aio':>8}")
     print(head)
     print("-" * len(head))
     for name, med, cpu in rows:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import free_port, wait_listening  # noqa: E402
+from run import free_port, wait_listening
 
 
 def rss_kib(pid: int) -> int:

@@ -7,6 +7,8 @@ diagnostics; ``ConfigError`` carries the text without the ``smtp-sink: fatal:`` 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -186,11 +188,8 @@ def parse_delay_spec(spec: str) -> tuple[str, Delay]:
     name = cmd.upper()
     if name not in COMMAND_NAMES:
         raise ConfigError(f"unknown command: {cmd}", option="-W")
-    try:
-        seconds = float(delay_text)
-    except ValueError:
-        seconds = float(_atoi(delay_text))
-    if not seconds > 0 or seconds == float("inf"):
+    seconds = _atof(delay_text)
+    if not seconds > 0:
         raise ConfigError(f"non-positive '{cmd}' delay", option="-W")
     odds = _atoi(odds_text) if sep else 0
     if odds < 0 or odds > 99:
@@ -199,8 +198,31 @@ def parse_delay_spec(spec: str) -> tuple[str, Delay]:
 
 
 def _atoi(text: str) -> int:
+    """C ``atoi``: leading whitespace, an optional sign, digits; anything else ends it."""
     m = re.match(r"\s*([+-]?[0-9]+)", text)
     return int(m.group(1)) if m else 0
+
+
+def _atof(text: str) -> float:
+    """``atoi`` that also takes a decimal fraction (we accept sub-second delays)."""
+    m = re.match(r"\s*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))", text)
+    return float(m.group(1)) if m else 0.0
+
+
+def _cli_seconds(value: str, what: str, option: str) -> float:
+    """A CLI number of seconds, parsed like Postfix's atoi (``5x`` is 5, ``x`` is 0)."""
+    number = _atof(value)
+    if not number > 0:
+        raise ConfigError(f"bad {what}: {value}", option=option)
+    return number
+
+
+def _cli_count(value: str, what: str, option: str) -> int:
+    """A CLI count, parsed with atoi as Postfix does; must be > 0."""
+    number = _atoi(value)
+    if number <= 0:
+        raise ConfigError(f"bad {what}: {value}", option=option)
+    return number
 
 
 def _delay_value(name: str, value: object) -> Delay:
@@ -219,6 +241,30 @@ def _delay_value(name: str, value: object) -> Delay:
     if isinstance(odds_v, bool) or not isinstance(odds_v, int) or not 0 <= odds_v <= 99:
         raise ConfigError(f"delay odds for '{name}' out of range", option=option)
     return seconds, odds_v
+
+
+def encode_text(text: str) -> bytes:
+    """The bytes of a configured text (hostname, reply, -S) on the wire and in the dump.
+
+    Texts hold one octet per character (latin-1), like the dump reader; ``parse_argv``
+    turns command-line strings into that form (``argv_text``).
+    """
+    return text.encode("latin-1")
+
+
+def argv_text(value: str) -> str:
+    """A command-line string as the octets the C program saw, one character per octet."""
+    return os.fsencode(value).decode("latin-1")
+
+
+def _encodable(name: str, text: str) -> str:
+    try:
+        encode_text(text)
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"{name} must be latin-1 text (one character per octet), not {text!r}", option=name
+        ) from None
+    return text
 
 
 def unescape(text: str) -> str:
@@ -243,7 +289,7 @@ def unescape(text: str) -> str:
             while i < n and len(digits) < 3 and text[i] in "01234567":
                 digits += text[i]
                 i += 1
-            out.append(chr(int(digits, 8) & 0xFF))
+            out.append(chr(int(digits, 8) & 0xFF))  # one octet = one latin-1 character
         else:
             out.append(ch)
     result = "".join(out)
@@ -344,14 +390,14 @@ def _convert(name: str, value: Any) -> Any:
             raise ConfigError(f"family must be inet, inet4 or inet6, not {value!r}", option=name)
         return aliases[low]
     if name == "soft_bounce_reply":
-        return _check_reply(_str_value(name, value), "4", "soft", name)
+        return _encodable(name, _check_reply(_str_value(name, value), "4", "soft", name))
     if name == "hard_bounce_reply":
-        return _check_reply(_str_value(name, value), "5", "hard", name)
+        return _encodable(name, _check_reply(_str_value(name, value), "5", "hard", name))
     if name == "hostname":
         host = _str_value(name, value)
         if not host or any(c in host for c in "\r\n"):
             raise ConfigError(f"bad hostname: {host!r}", option=name)
-        return host
+        return _encodable(name, host)
     if name in ("dump_template", "dump_file_template", "user", "chroot"):
         if value is None:
             return None
@@ -360,7 +406,7 @@ def _convert(name: str, value: Any) -> Any:
             raise ConfigError(f"{name} must not be empty", option=name)
         return text
     if name == "start_string":
-        return _str_value(name, value)
+        return _encodable(name, _str_value(name, value))
     raise ConfigError(f"unknown option: {name}", option=name)  # pragma: no cover
 
 
@@ -375,23 +421,37 @@ def from_options(options: Mapping[str, Any], base: SinkConfig | None = None) -> 
     base = base or SinkConfig()
     changes: dict[str, Any] = {}
     delays = dict(base.delays)
-    for name, value in options.items():
+    for name in options:
         if name not in FIELD_NAMES:
-            close = [f for f in sorted(FIELD_NAMES) if f.startswith(name[:3])]
+            close = difflib.get_close_matches(name, sorted(FIELD_NAMES), n=3, cutoff=0.6)
+            close += [f for f in sorted(FIELD_NAMES) if f.startswith(name[:3]) and f not in close]
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ConfigError(f"unknown smtp_sink option: {name}{hint}", option=name)
-        if name == "data_delay":
-            if value is None:
-                delays.pop("DATA", None)
+    # "delays" replaces the whole table; "data_delay" then sets DATA in it, whatever the order
+    # the two were given in.
+    ordered = sorted(options.items(), key=lambda kv: kv[0] == "data_delay")
+    for name, value in ordered:
+        try:
+            if name == "data_delay":
+                if value is None:
+                    delays.pop("DATA", None)
+                else:
+                    delays["DATA"] = (_positive_number(value, "data delay", name), 0)
+            elif name == "delays":
+                delays = dict(_convert(name, value))
             else:
-                delays["DATA"] = (_positive_number(value, "data delay", name), 0)
-            continue
-        if name == "delays":
-            delays = dict(_convert(name, value))
-            continue
-        changes[name] = _convert(name, value)
+                changes[name] = _convert(name, value)
+        except ConfigError as exc:
+            if exc.option != name:
+                raise ConfigError(str(exc), option=name) from None
+            raise
     changes["delays"] = delays
-    return dataclasses.replace(base, **changes)
+    try:
+        return dataclasses.replace(base, **changes)
+    except ConfigError as exc:
+        # -d and -D together: name the field that was given here.
+        given = "dump_file_template" if "dump_file_template" in changes else "dump_template"
+        raise ConfigError(str(exc), option=given) from None
 
 
 def validate(cfg: SinkConfig) -> None:
@@ -478,9 +538,9 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
                 raise UsageError(f"bad abort delay: {value}", option=flag, usage=True)
             kw["abort_delay"] = float(value)
         elif ch == "b":
-            kw["soft_bounce_reply"] = _check_reply(value, "4", "soft", flag)
+            kw["soft_bounce_reply"] = _check_reply(argv_text(value), "4", "soft", flag)
         elif ch == "B":
-            kw["hard_bounce_reply"] = _check_reply(value, "5", "hard", flag)
+            kw["hard_bounce_reply"] = _check_reply(argv_text(value), "5", "hard", flag)
         elif ch == "c":
             kw["counters"] = True
         elif ch == "C":
@@ -495,20 +555,21 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
             kw["enhanced_status_codes"] = False
         elif ch == "f":
             add_commands("reject", flag, value)
+            kw["pipelining"] = False  # -f implies -p, even with an empty list
         elif ch == "F":
             kw["xforward"] = False
         elif ch == "h":
-            kw["hostname"] = value
+            kw["hostname"] = argv_text(value)
         elif ch == "H":
-            kw["data_read_delay"] = _positive_number(value, "data read delay", flag)
+            kw["data_read_delay"] = _cli_seconds(value, "data read delay", flag)
         elif ch == "L":
             kw["lmtp"] = True
         elif ch == "m":
-            kw["max_connections"] = _positive_int(value, "concurrency limit", flag)
+            kw["max_connections"] = _cli_count(value, "concurrency limit", flag)
         elif ch == "M":
-            kw["max_messages"] = _positive_int(value, "message quit count", flag)
+            kw["max_messages"] = _cli_count(value, "message quit count", flag)
         elif ch == "n":
-            kw["max_sessions"] = _positive_int(value, "quit count", flag)
+            kw["max_sessions"] = _cli_count(value, "quit count", flag)
         elif ch == "N":
             kw["dsn"] = False
         elif ch == "p":
@@ -521,23 +582,24 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
             add_commands("disconnect_421", flag, value)
         elif ch == "r":
             add_commands("soft_reject", flag, value)
+            kw["pipelining"] = False  # -r implies -p
         elif ch == "R":
             kw["chroot"] = value
         elif ch == "s":
             add_commands("log_commands", flag, value)
         elif ch == "S":
-            kw["start_string"] = unescape(value)
+            kw["start_string"] = unescape(argv_text(value))
         elif ch == "t":
-            kw["timeout"] = _positive_number(value, "timeout", flag)
+            kw["timeout"] = _cli_seconds(value, "timeout", flag)
         elif ch == "T":
-            kw["tcp_window"] = _positive_int(value, "TCP window size", flag)
+            kw["tcp_window"] = _cli_count(value, "TCP window size", flag)
         elif ch == "u":
             kw["user"] = value
         elif ch == "v":
             verbose += 1
         elif ch == "w":
             try:
-                seconds = _positive_number(value, "delay", flag)
+                seconds = _cli_seconds(value, "delay", flag)
             except ConfigError:
                 raise UsageError(f"bad delay: {value}", option=flag, usage=True) from None
             delays["DATA"] = (seconds, 0)
@@ -547,7 +609,8 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
     if len(args) != 2:
         raise UsageError("wrong number of arguments", usage=True)
     address, backlog_text = args
-    if not re.fullmatch(r"[0-9]+", backlog_text.strip()) or int(backlog_text) <= 0:
+    backlog = _atoi(backlog_text)  # Postfix: atoi(), must be > 0
+    if backlog <= 0:
         raise UsageError(f"bad backlog: {backlog_text}", usage=True)
     for field_name, names in cmd_sets.items():
         kw[field_name] = frozenset(names)
@@ -557,5 +620,7 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
         raise ConfigError("use only one of -d or -D, but not both", option="-d")
     for name in ("dump_template", "dump_file_template"):
         if kw.get(name) == "":
-            raise ConfigError("empty dump template", option="-d" if name == "dump_template" else "-D")
-    return Invocation(SinkConfig(**kw), address, int(backlog_text))
+            raise ConfigError(
+                "empty dump template", option="-d" if name == "dump_template" else "-D"
+            )
+    return Invocation(SinkConfig(**kw), address, backlog)

@@ -6,6 +6,7 @@ its reply can read a complete dump, and an aborted transaction leaves nothing be
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -31,10 +32,8 @@ def _makedirs_for(path: str) -> None:
     # Not os.makedirs: it creates intermediate folders with mode 0777 (less the umask);
     # every folder Postfix creates is 0755 (less the umask).
     _makedirs_for(parent)
-    try:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(parent, DIR_MODE)
-    except FileExistsError:
-        pass
 
 
 class DumpWriter:

@@ -7,17 +7,19 @@ defaults for the duration of the test and hands out what the test's clients sent
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import re
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from .config import ConfigError, SinkConfig, from_options
+from .server import Endpoint, ListenError
 from .sink import SmtpSink
 from .sinkthread import SinkError, SinkThread
 
@@ -28,11 +30,13 @@ COMMAND_LOG = logging.getLogger("pytest_smtp_sink.commands")
 CLI_ONLY = frozenset({"counters", "max_messages", "max_sessions", "user", "chroot"})
 # Options that need a socket of their own: such a test gets a dedicated listener.
 LISTENER_OPTIONS = frozenset({"family", "max_connections", "tcp_window", "listen"})
-OPTION_NAMES = tuple(
-    sorted(f.name for f in dataclasses.fields(SinkConfig) if f.name not in CLI_ONLY)
-) + ("data_delay",)
+OPTION_NAMES = (
+    *sorted(f.name for f in dataclasses.fields(SinkConfig) if f.name not in CLI_ONLY),
+    "data_delay",
+)
 
 _HANDLE_KEY = pytest.StashKey[list[SmtpSink]]()
+_LOG_LEVEL_KEY = pytest.StashKey[int]()
 
 
 # ------------------------------------------------------------------- registration
@@ -74,6 +78,25 @@ def pytest_configure(config: pytest.Config) -> None:
         _ini_config(config)
     except ConfigError as exc:
         raise pytest.UsageError(f"smtp_sink ini option: {exc}") from None
+    listen = _ini_listen(config)
+    try:
+        Endpoint.parse(listen)
+    except ListenError as exc:
+        raise pytest.UsageError(f"smtp_sink ini option: smtp_sink_listen: {exc}") from None
+    if config.getoption("smtp_sink_verbose", False) and LOG.getEffectiveLevel() > logging.INFO:
+        # Without this the INFO lines die at the root logger's WARNING level.
+        config.stash[_LOG_LEVEL_KEY] = LOG.level
+        LOG.setLevel(logging.INFO)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    level = config.stash.get(_LOG_LEVEL_KEY, None)
+    if level is not None:
+        LOG.setLevel(level)
+
+
+def _ini_listen(config: pytest.Config) -> str:
+    return str(config.getini("smtp_sink_listen") or "127.0.0.1:0").strip()
 
 
 def _ini_options(config: pytest.Config) -> dict[str, Any]:
@@ -115,6 +138,8 @@ def smtp_sink_thread() -> Iterator[SinkThread]:
         yield thread
     finally:
         thread.stop()
+    # Whatever went wrong after the last test looked is an error of the session's last test.
+    _check(thread)
 
 
 @pytest.fixture(scope="session")
@@ -123,10 +148,32 @@ def smtp_sink_server(
 ) -> SmtpSink:
     """The session's sink server, listening on ini ``smtp_sink_listen``."""
     base = _ini_config(pytestconfig)
-    listen = str(pytestconfig.getini("smtp_sink_listen") or "127.0.0.1:0")
-    sink = smtp_sink_thread.start_server(base, listen)
+    return _start(smtp_sink_thread, base, _ini_listen(pytestconfig), "smtp_sink_listen")
+
+
+def _start(thread: SinkThread, cfg: SinkConfig, listen: str | None, what: str) -> SmtpSink:
+    """A new sink in ``thread``; a listen error fails the test with a one-line message."""
+    if listen is None:
+        listen = "[::1]:0" if cfg.family == "inet6" else "127.0.0.1:0"
+    try:
+        sink = thread.start_server(cfg, listen)
+    except OSError as exc:
+        pytest.fail(f"{what}: cannot listen on {listen}: {exc}", pytrace=False)
+    except SinkError as exc:
+        pytest.fail(str(exc), pytrace=False)
     sink.server.command_log = COMMAND_LOG.info
     return sink
+
+
+def _check(thread: SinkThread) -> None:
+    """Fail the current test (or its setup/teardown) if the sink's server had an error."""
+    try:
+        thread.check()
+    except SinkError as exc:
+        message = str(exc)
+    else:
+        return
+    pytest.fail(message, pytrace=False)
 
 
 def _marker_options(item: pytest.Item) -> dict[str, Any]:
@@ -154,14 +201,19 @@ def _build_config(
                 f"{name} is a command-line option of smtp-sink; it cannot be used in a test",
                 option=name,
             )
-    if listen is not None and not isinstance(listen, str):
-        raise ConfigError(f"listen must be an address string, not {listen!r}", option="listen")
+    if listen is not None:
+        if not isinstance(listen, str):
+            raise ConfigError(f"listen must be an address string, not {listen!r}", option="listen")
+        try:
+            Endpoint.parse(listen)
+        except ListenError as exc:
+            raise ConfigError(str(exc), option="listen") from None
     cfg = from_options(options, base=base)
     dedicated = listen is not None or any(n in LISTENER_OPTIONS for n in options)
     return cfg, listen, dedicated
 
 
-def _fail_config(exc: ConfigError) -> None:
+def _fail_config(exc: ConfigError) -> NoReturn:
     name = exc.option or "?"
     pytest.fail(f"@pytest.mark.smtp_sink: bad value for {name}: {exc}", pytrace=False)
 
@@ -179,35 +231,32 @@ def smtp_sink(
         cfg, listen, dedicated = _build_config(base, _marker_options(request.node))
     except ConfigError as exc:
         _fail_config(exc)
-        raise  # unreachable
-    try:
-        smtp_sink_thread.check()
-    except SinkError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    _check(smtp_sink_thread)
     if dedicated:
-        family_default = "[::1]:0" if cfg.family == "inet6" else "127.0.0.1:0"
-        try:
-            sink = smtp_sink_thread.start_server(cfg, listen or family_default)
-        except OSError as exc:
-            pytest.fail(f"@pytest.mark.smtp_sink: cannot listen: {exc}", pytrace=False)
-        sink.server.command_log = COMMAND_LOG.info
+        sink = _start(smtp_sink_thread, cfg, listen, "@pytest.mark.smtp_sink")
         _register(request, sink)
         try:
             yield sink
         finally:
             smtp_sink_thread.stop_server(sink)
-            _after_test(request, sink, smtp_sink_thread)
+            _after_test(request, [sink], smtp_sink_thread)
         return
     sink = smtp_sink_server
+    if not smtp_sink_thread.is_running(sink):
+        # It crashed in an earlier test (which got the error): serve again, same address.
+        try:
+            smtp_sink_thread.restart_server(sink)
+        except (OSError, SinkError) as exc:
+            pytest.fail(f"cannot restart the smtp-sink session server: {exc}", pytrace=False)
     smtp_sink_thread.call(_set_config, sink, cfg)
     sink.clear()
     _register(request, sink)
     try:
         yield sink
     finally:
-        if cfg != base:
+        with contextlib.suppress(SinkError):  # reported by _after_test
             smtp_sink_thread.call(_set_config, sink, base)
-        _after_test(request, sink, smtp_sink_thread)
+        _after_test(request, [sink], smtp_sink_thread)
 
 
 def _set_config(sink: SmtpSink, cfg: SinkConfig) -> None:
@@ -224,7 +273,7 @@ def smtp_sink_factory(
     """Start extra sinks for this test: ``backup = smtp_sink_factory(reject="RCPT")``.
 
     Options are the marker's (plus ``listen``); each sink gets its own port and capture and
-    is stopped at the end of the test.
+    is stopped at the end of the test. A bad option raises ConfigError (a ValueError).
     """
     started: list[SmtpSink] = []
     base = _ini_config(pytestconfig)
@@ -233,9 +282,12 @@ def smtp_sink_factory(
         try:
             cfg, listen, _ = _build_config(base, options)
         except ConfigError as exc:
-            raise pytest.UsageError(f"smtp_sink_factory: bad value for {exc.option}: {exc}") from None
-        family_default = "[::1]:0" if cfg.family == "inet6" else "127.0.0.1:0"
-        sink = smtp_sink_thread.start_server(cfg, listen or family_default)
+            raise ConfigError(
+                f"smtp_sink_factory: bad value for {exc.option}: {exc}", option=exc.option
+            ) from None
+        if listen is None:
+            listen = "[::1]:0" if cfg.family == "inet6" else "127.0.0.1:0"
+        sink = smtp_sink_thread.start_server(cfg, listen)
         sink.server.command_log = COMMAND_LOG.info
         started.append(sink)
         _register(request, sink)
@@ -246,7 +298,7 @@ def smtp_sink_factory(
     finally:
         for sink in started:
             smtp_sink_thread.stop_server(sink)
-            _after_test(request, sink, smtp_sink_thread, dump_suffix=True)
+        _after_test(request, started, smtp_sink_thread, dump_suffix=True)
 
 
 def _register(request: pytest.FixtureRequest, sink: SmtpSink) -> None:
@@ -259,29 +311,30 @@ def _register(request: pytest.FixtureRequest, sink: SmtpSink) -> None:
 
 def _after_test(
     request: pytest.FixtureRequest,
-    sink: SmtpSink,
+    sinks: list[SmtpSink],
     thread: SinkThread,
     dump_suffix: bool = False,
 ) -> None:
     dump_dir = request.config.getoption("smtp_sink_dump")
     if dump_dir:
         handles = request.node.stash.get(_HANDLE_KEY, [])
-        index = handles.index(sink) if sink in handles else 0
-        folder = Path(dump_dir) / safe_name(request.node.nodeid)
-        if dump_suffix or index:
-            folder = folder / f"sink{index}"
-        write_dumps(folder, sink)
-    try:
-        thread.check()
-    except SinkError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        for sink in sinks:
+            index = handles.index(sink) if sink in handles else 0
+            folder = Path(dump_dir) / safe_name(request.node.nodeid)
+            if dump_suffix or index:
+                folder = folder / f"sink{index}"
+            write_dumps(folder, sink)
+    _check(thread)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_name(nodeid: str) -> str:
-    """A folder name for a node id: ``tests/test_x.py::test_y[a-b]`` → ``tests_test_x.py__test_y_a-b_``."""
+    """A folder name for a node id.
+
+    ``tests/test_x.py::test_y[a-b]`` → ``tests_test_x.py_test_y_a-b``.
+    """
     name = _UNSAFE.sub("_", nodeid).strip("._") or "test"
     return name[:200]
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import SinkConfig
+from .config import SinkConfig, encode_text
 from .transaction import (
     Transaction,
     format_date,
@@ -108,7 +108,7 @@ class CommandLogged(Event):
 
 
 def _line(text: str) -> bytes:
-    return text.encode("latin-1") + b"\r\n"
+    return encode_text(text) + b"\r\n"
 
 
 class Tables:
@@ -250,6 +250,11 @@ class SinkProtocol:
     def paused(self) -> bool:
         return self._paused
 
+    @property
+    def in_data(self) -> bool:
+        """True between the 354 reply and the end of data."""
+        return self._phase == _DATA
+
     def set_tables(self, tables: Tables, collect: bool) -> None:
         """Switch to another configuration; it applies from the next command on."""
         self.tables = tables
@@ -331,11 +336,11 @@ class SinkProtocol:
             self._close(None)
 
     def _command(self, line: bytes) -> None:
-        if self.config.verbose:
-            self.events.append(LogLine(sanitize(line)))
         nul = line.find(b"\0")
         if nul >= 0:
-            line = line[:nul]
+            line = line[:nul]  # the C string ends here, for the log line too
+        if self.config.verbose:
+            self.events.append(LogLine(sanitize(line)))
         if line[:1] in (b" ", b"\t"):
             line = line.lstrip(b" \t")
         if not line:
@@ -380,7 +385,7 @@ class SinkProtocol:
         if name in cfg.reject or name in cfg.soft_reject or delay is None:
             self._respond(name, args)
             return
-        self._pause(delay, lambda: self._normal(name, args))
+        self._pause(delay, lambda: self._respond(name, args))
 
     def _respond(self, name: str, args: bytes) -> None:
         cfg = self.config
@@ -416,7 +421,7 @@ class SinkProtocol:
             return 1
         if self._eod:
             return max(self._dot_count, 1)
-        return self.rcpts if self.in_mail and self.rcpts > 0 else 1
+        return 1  # a typed '.' is one command: one reply (DESIGN §3, Q6)
 
     # ------------------------------------------------------------ normal replies
 
@@ -478,9 +483,9 @@ class SinkProtocol:
             if self._eod:
                 self.output += R_LMTP_DOT * max(self._dot_count, 1)
             elif self.in_mail and self.rcpts > 0:
-                # A typed '.' inside an LMTP transaction: Postfix answers per recipient.
-                self.output += R_LMTP_DOT * self.rcpts
-                self.rcpts = 0
+                # A typed '.' inside an LMTP transaction: Postfix answers once per recipient
+                # and leaves rcpts at -1 (Q6); we answer once and change nothing.
+                self.output += R_LMTP_DOT
             else:
                 self.output += R_OK
         else:
@@ -558,9 +563,13 @@ class SinkProtocol:
                 rcpt_args=tuple(self._rcpt_args),
                 queue_id=self._queue_id,
                 received=received_value(
-                    self.helo, self.client_addr, self.config.hostname, self.proto,
-                    self._queue_id, format_date(self._start_time),
-                ),  # fmt: skip
+                    self.helo,
+                    self.client_addr,
+                    self.config.hostname,
+                    self.proto,
+                    self._queue_id,
+                    format_date(self._start_time),
+                ),
                 data=data,
                 start_string=self.config.start_string,
             )

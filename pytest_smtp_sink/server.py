@@ -344,25 +344,44 @@ class SinkServer:
     async def _accept_loop(
         self, listener: trio.socket.SocketType, limit: trio.Semaphore, nursery: trio.Nursery
     ) -> None:
-        while True:
-            # Excess connections wait in the kernel's queue, as with Postfix's -m.
-            await limit.acquire()
-            try:
-                sock, peer = await listener.accept()
-            except OSError as exc:
-                limit.release()
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self.log("warning", f"accept: {exc.strerror}")
-                    await trio.sleep(0.1)  # out of descriptors: let sessions finish
-                    continue
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
-                    continue
-                raise
-            nursery.start_soon(self._session, sock, peer, limit)
+        # Accept on a plain non-blocking socket (a duplicate of the listener's descriptor):
+        # the connections are driven with raw sockets too, see _drive.
+        raw = stdsocket.socket(fileno=os.dup(listener.fileno()))
+        raw.setblocking(False)
+        try:
+            accepted = 0
+            while True:
+                # Excess connections wait in the kernel's queue, as with Postfix's -m.
+                # Accept a burst without a trip through the scheduler for each connection.
+                try:
+                    limit.acquire_nowait()
+                except trio.WouldBlock:
+                    await limit.acquire()
+                accepted += 1
+                if accepted >= 64:
+                    accepted = 0
+                    await trio.lowlevel.checkpoint()
+                while True:
+                    try:
+                        conn, peer = raw.accept()
+                        break
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_readable(raw)
+                    except OSError as exc:
+                        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                            self.log("warning", f"accept: {exc.strerror}")
+                            await trio.sleep(0.1)  # out of descriptors: let sessions finish
+                            continue
+                        if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+                            continue
+                        limit.release()
+                        raise
+                conn.setblocking(False)
+                nursery.start_soon(self._session, conn, peer, limit)
+        finally:
+            raw.close()
 
-    async def _session(
-        self, sock: trio.socket.SocketType, peer: object, limit: trio.Semaphore
-    ) -> None:
+    async def _session(self, sock: stdsocket.socket, peer: object, limit: trio.Semaphore) -> None:
         proto: SinkProtocol | None = None
         try:
             family = sock.family
@@ -402,7 +421,7 @@ class SinkServer:
 
     async def _drive(
         self,
-        sock: trio.socket.SocketType,
+        sock: stdsocket.socket,
         proto: SinkProtocol,
         record: Callable[[str, bytes], None] | None = None,
     ) -> None:
@@ -412,6 +431,7 @@ class SinkServer:
         closing = False
         stop_after_flush = False
         waiting = "read"
+        ready_reads = 0  # reads in a row that did not wait: yield now and then for fairness
         with trio.CancelScope() as scope:
             while True:
                 # 1. act on events; pauses (Delay, MessageReceived) come last in a batch
@@ -454,8 +474,7 @@ class SinkServer:
                     if record is not None:
                         record("S", data)
                     waiting = "write"
-                    scope.deadline = trio.current_time() + self._config.timeout
-                    if not await _send_all(sock, data):
+                    if not await _send_all(sock, data, scope, self._config.timeout):
                         self.log("warning", "lost connection")
                         break
                 if stop_after_flush:
@@ -469,19 +488,31 @@ class SinkServer:
                     await trio.sleep(abort_after)
                     if record is not None:
                         record("S", ABORT_REPLY)
-                    await _send_all(sock, ABORT_REPLY)
+                    await _send_all(sock, ABORT_REPLY, scope, self._config.timeout)
                     break
                 if read_delay:
                     scope.deadline = math.inf
                     await trio.sleep(read_delay)
                     read_delay = 0.0
-                # 3. read
+                # 3. read. Plain non-blocking calls: trio's socket wrappers add a trip
+                # through the scheduler to every call, which costs more than the syscall.
                 waiting = "read"
-                scope.deadline = trio.current_time() + self._config.timeout
-                try:
-                    chunk = await sock.recv(RECV_SIZE)
-                except OSError:
-                    chunk = b""
+                while True:
+                    try:
+                        chunk = sock.recv(RECV_SIZE)
+                    except BlockingIOError:
+                        ready_reads = 0
+                        scope.deadline = trio.current_time() + self._config.timeout
+                        await trio.lowlevel.wait_readable(sock)
+                        continue
+                    except OSError:
+                        chunk = b""
+                    break
+                ready_reads += 1
+                if ready_reads >= 16:
+                    ready_reads = 0
+                    scope.deadline = math.inf
+                    await trio.lowlevel.checkpoint()
                 if record is not None and chunk:
                     record("C", chunk)
                 proto.receive(chunk)
@@ -513,15 +544,20 @@ class SinkServer:
         return True
 
 
-async def _send_all(sock: trio.socket.SocketType, data: bytes) -> bool:
-    """Send everything; False when the peer is gone."""
-    try:
-        sent = await sock.send(data)
-        if sent < len(data):
-            view = memoryview(data)[sent:]
-            while view:
-                sent = await sock.send(view)
-                view = view[sent:]
-    except OSError:
-        return False
-    return True
+async def _send_all(
+    sock: stdsocket.socket, data: bytes, scope: trio.CancelScope, timeout: float
+) -> bool:
+    """Send everything (waiting at most ``timeout`` per stall); False when the peer is gone."""
+    view: bytes | memoryview = data
+    while True:
+        try:
+            sent = sock.send(view)
+        except BlockingIOError:
+            scope.deadline = trio.current_time() + timeout
+            await trio.lowlevel.wait_writable(sock)
+            continue
+        except OSError:
+            return False
+        if sent >= len(view):
+            return True
+        view = memoryview(view)[sent:]

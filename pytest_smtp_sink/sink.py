@@ -7,8 +7,7 @@ nursery; the pytest fixtures hand out the same SmtpSink for servers in the plugi
 from __future__ import annotations
 
 import dataclasses
-
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.message import EmailMessage
 from typing import Any
@@ -102,8 +101,7 @@ class SmtpSink:
                         await event.wait()
                 finally:
                     self.capture.remove_listener(wake)
-            return self.capture.transactions
-        return self.capture.wait(count, 0)  # raises TimeoutError with the counts
+        return self.capture.result(count, timeout)  # TimeoutError when short
 
     async def _wait_asyncio(self, count: int, timeout: float) -> list[Transaction]:
         import asyncio
@@ -112,7 +110,10 @@ class SmtpSink:
         deadline = loop.time() + timeout
         while len(self.capture) < count:
             event = asyncio.Event()
-            wake: Callable[[], None] = lambda: loop.call_soon_threadsafe(event.set)  # noqa: E731
+
+            def wake(event: asyncio.Event = event) -> None:
+                loop.call_soon_threadsafe(event.set)
+
             self.capture.add_listener(wake)
             try:
                 if len(self.capture) < count:
@@ -125,7 +126,7 @@ class SmtpSink:
                         break
             finally:
                 self.capture.remove_listener(wake)
-        return self.capture.wait(count, 0)
+        return self.capture.result(count, timeout)
 
     def __repr__(self) -> str:
         return f"<SmtpSink {self.address!r} transactions={len(self.capture)}>"

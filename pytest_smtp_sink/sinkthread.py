@@ -7,7 +7,9 @@ pytest-trio only allows function-scoped trio fixtures, so the session server liv
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -15,7 +17,7 @@ import trio
 
 from .capture import Capture
 from .config import SinkConfig
-from .server import LogFunc, SinkServer
+from .server import Endpoint, LogFunc, SinkServer
 from .sink import SmtpSink, attach_capture
 
 T = TypeVar("T")
@@ -25,17 +27,48 @@ class SinkError(RuntimeError):
     """The sink's trio loop failed; the message says how."""
 
 
+def leaf_exceptions(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``[exc]``."""
+    inner = getattr(exc, "exceptions", None)
+    if isinstance(inner, (list, tuple)) and isinstance(exc, BaseException):
+        return [leaf for sub in inner for leaf in leaf_exceptions(sub)]
+    return [exc]
+
+
+def describe_crash(exc: BaseException) -> str:
+    """``Type: message`` of each real error, then its traceback (for a bug report)."""
+    leaves = leaf_exceptions(exc)
+    head = "; ".join(f"{type(e).__name__}: {e}" for e in leaves)
+    tb = "".join(
+        line for e in leaves for line in traceback.format_exception(type(e), e, e.__traceback__)
+    )
+    return f"{head}\n{tb.rstrip()}"
+
+
 class SinkThread:
     """Owns one background trio loop; starts and stops sink servers inside it."""
 
     def __init__(self, log: LogFunc) -> None:
-        self.log = log
+        self._log = log
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._nursery: trio.Nursery | None = None
         self._stop: trio.Event | None = None
         self.error: BaseException | None = None
         self.server_errors: list[str] = []
+        # Servers serving in the loop, each with the event set when its task has ended.
+        self._running: dict[SinkServer, trio.Event] = {}
+        self._errors_lock = threading.Lock()
+
+    def _add_error(self, text: str) -> None:
+        with self._errors_lock:
+            self.server_errors.append(text)
+
+    def log(self, level: str, text: str) -> None:
+        """The servers' log: errors are also kept for ``check()`` (they fail the test)."""
+        if level == "error":
+            self._add_error(f"smtp-sink server error: {text}")
+        self._log(level, text)
 
     # -------------------------------------------------------------- life cycle
 
@@ -71,62 +104,94 @@ class SinkThread:
         if self._thread is None:
             return
         if self._token is not None and self._stop is not None and self._thread.is_alive():
-            try:
+            with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
-            except trio.RunFinishedError:
-                pass
         self._thread.join()
         self._thread = None
 
     def check(self) -> None:
-        """Raise SinkError if the loop or a server died."""
+        """Raise SinkError (once per error) if the loop or a server failed."""
         if self.error is not None:
-            raise SinkError(f"the smtp-sink server crashed: {self.error!r}") from self.error
-        if self.server_errors:
+            raise SinkError(f"the smtp-sink loop crashed: {describe_crash(self.error)}")
+        with self._errors_lock:
             errors, self.server_errors[:] = list(self.server_errors), []
-            raise SinkError("the smtp-sink server crashed: " + "; ".join(errors))
+        if errors:
+            raise SinkError("\n".join(errors))
+
+    def _alive(self) -> trio.lowlevel.TrioToken:
+        if self.error is not None:
+            raise SinkError(f"the smtp-sink loop crashed: {describe_crash(self.error)}")
+        if self._token is None or self._thread is None or not self._thread.is_alive():
+            raise SinkError("the smtp-sink loop is not running")
+        return self._token
 
     # ------------------------------------------------------------ calls inside
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a plain function inside the loop's thread and return its result."""
-        self.check()
-        assert self._token is not None
-        return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+        return trio.from_thread.run_sync(fn, *args, trio_token=self._alive())
 
     def run(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        self.check()
-        assert self._token is not None
-        return trio.from_thread.run(afn, *args, trio_token=self._token)
+        return trio.from_thread.run(afn, *args, trio_token=self._alive())
 
     def start_server(self, config: SinkConfig, address: str, backlog: int = 100) -> SmtpSink:
         """Start a sink server in the loop; returns its handle once it listens."""
-        server = SinkServer(config, address, backlog, log=self.log)
+        server = SinkServer(config, address, backlog, log=self.log)  # ListenError: bad address
         capture = Capture()
         attach_capture(server, capture)
         self.run(self._start, server)
         return SmtpSink(server, capture)
+
+    def restart_server(self, sink: SmtpSink) -> None:
+        """Serve ``sink`` again (after a crash) on the address it had, same capture."""
+        server = sink.server
+        old = server.addresses[0] if server.addresses else None
+        if isinstance(old, tuple):
+            host, port = old
+            server.endpoint = Endpoint("inet", host, str(port))
+        self.run(self._start, server)
+
+    def is_running(self, sink: SmtpSink) -> bool:
+        return sink.server in self._running
 
     async def _start(self, server: SinkServer) -> None:
         assert self._nursery is not None
         await self._nursery.start(self._serve, server)
 
     async def _serve(self, server: SinkServer, task_status: trio.TaskStatus[Any]) -> None:
+        done = trio.Event()
+        started = False
+
+        class Status:
+            def started(self, value: Any = None) -> None:
+                nonlocal started
+                started = True
+                task_status.started(value)
+
+        self._running[server] = done
         try:
-            await server.run(task_status=task_status)
-        except trio.Cancelled:
-            raise
+            await server.run(task_status=Status())
         except Exception as exc:
-            if not task_status_started(server):
+            if not started:
                 raise  # a listen error: nursery.start re-raises it in the caller
-            self.server_errors.append(f"{type(exc).__name__}: {exc}")
-            self.log("error", f"server crashed: {exc!r}")
+            # Not re-raised: the other servers of the loop keep serving. Not running any
+            # more before the error is seen, so that the next test restarts it.
+            self._running.pop(server, None)
+            self._add_error(f"the smtp-sink server crashed: {describe_crash(exc)}")
+            self._log("error", "server crashed: " + "; ".join(map(repr, leaf_exceptions(exc))))
+        finally:
+            self._running.pop(server, None)
+            done.set()
 
     def stop_server(self, sink: SmtpSink) -> None:
-        if self._thread is None or self.error is not None:
+        """Stop serving ``sink`` and wait until its sockets are closed."""
+        if self._thread is None or self.error is not None or not self._thread.is_alive():
             return
-        self.call(sink.server.stop)
+        self.run(self._stop_server, sink.server)
 
-
-def task_status_started(server: SinkServer) -> bool:
-    return bool(server.addresses)
+    async def _stop_server(self, server: SinkServer) -> None:
+        done = self._running.get(server)
+        if done is None:
+            return
+        server.stop()
+        await done.wait()

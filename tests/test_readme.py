@@ -47,7 +47,7 @@ def test_readme_trio_example_runs() -> None:
         async with open_sink(hostname="mx.test") as sink:
 
             def send() -> None:
-                with smtplib.SMTP(sink.host, sink.port) as smtp:
+                with smtplib.SMTP(sink.host, sink.port or 0) as smtp:
                     smtp.sendmail("a@example.com", ["b@example.com"], "Subject: x\r\n\r\nx\r\n")
 
             await trio.to_thread.run_sync(send)

@@ -1,0 +1,239 @@
+"""DumpWriter: -d (one file per message) and -D (append to a shared file), reference §14."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import random
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_smtp_sink.config import SinkConfig
+from pytest_smtp_sink.dumpfile import DumpWriter, expand_template
+from pytest_smtp_sink.transaction import Transaction, format_date, received_value
+
+T_MAIL = datetime.datetime(2026, 11, 24, 22, 6, 54, tzinfo=datetime.timezone.utc).timestamp()
+DAY = 86400.0
+
+
+@pytest.fixture(autouse=True)
+def utc() -> Iterator[None]:
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+@pytest.fixture(params=[0o000, 0o022], ids=["umask0", "umask022"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    value: int = request.param
+    old = os.umask(value)
+    try:
+        yield value
+    finally:
+        os.umask(old)
+
+
+def make_tx(queue_id: str = "78caf171", when: float = T_MAIL, **kw: Any) -> Transaction:
+    fields: dict[str, Any] = {
+        "client_addr": "127.0.0.1",
+        "client_proto": "ESMTP",
+        "helo": "client.example",
+        "mail_args": "<sender@example.com>",
+        "rcpt_args": ("<one@example.com>",),
+        "queue_id": queue_id,
+        "received": received_value(
+            "client.example", "127.0.0.1", "smtp-sink", "ESMTP", queue_id, format_date(when)
+        ),
+        "data": b"Subject: x\n\nbody\n\n",
+    }
+    fields.update(kw)
+    return Transaction(**fields)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+class FixedBits(random.Random):
+    """getrandbits() always returns the same value: every new id collides."""
+
+    def getrandbits(self, k: int) -> int:
+        return 0x1234
+
+
+# ------------------------------------------------------------------------------ -d
+
+
+def test_single_file_name_and_content(tmp_path: Path) -> None:
+    writer = DumpWriter(SinkConfig(dump_template=f"{tmp_path}/single/%Y%m%d/msg."))
+    tx = make_tx()
+    assert writer.write(tx, T_MAIL) is tx
+    path = tmp_path / "single" / "20261124" / "msg.78caf171"
+    assert path.read_bytes() == tx.render()
+    assert path.read_bytes().startswith(b"X-Client-Addr: 127.0.0.1\nX-Client-Proto: ESMTP\n")
+    assert sorted(p.name for p in (tmp_path / "single" / "20261124").iterdir()) == ["msg.78caf171"]
+
+
+def test_single_template_is_a_plain_prefix(tmp_path: Path) -> None:
+    (tmp_path / "dump").mkdir()
+    DumpWriter(SinkConfig(dump_template=f"{tmp_path}/dump/")).write(make_tx("29edf5c3"), T_MAIL)
+    assert (tmp_path / "dump" / "29edf5c3").is_file()
+
+
+def test_single_template_expanded_at_mail_time_in_local_time(tmp_path: Path) -> None:
+    late = datetime.datetime(2026, 11, 25, 2, 0, tzinfo=datetime.timezone.utc).timestamp()
+    writer = DumpWriter(SinkConfig(dump_template=f"{tmp_path}/%Y-%m-%d_%H."))
+    writer.write(make_tx("00000001"), late)
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    writer.write(make_tx("00000002"), late)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "2026-11-24_21.00000002",
+        "2026-11-25_02.00000001",
+    ]
+
+
+def test_single_modes(tmp_path: Path, umask: int) -> None:
+    writer = DumpWriter(SinkConfig(dump_template=f"{tmp_path}/a/b/c/msg."))
+    writer.write(make_tx(), T_MAIL)
+    assert mode(tmp_path / "a/b/c/msg.78caf171") == 0o644
+    for d in ("a", "a/b", "a/b/c"):
+        assert mode(tmp_path / d) == 0o755, d
+
+
+def test_single_collision_draws_a_fresh_id(tmp_path: Path) -> None:
+    taken = tmp_path / "msg.78caf171"
+    taken.write_bytes(b"someone else's")
+    writer = DumpWriter(SinkConfig(dump_template=f"{tmp_path}/msg."), random.Random(5))
+    tx = make_tx()
+    written = writer.write(tx, T_MAIL)
+    fresh = f"{random.Random(5).getrandbits(31):08x}"
+    assert written.queue_id == fresh != tx.queue_id
+    assert f" id {fresh};" in written.received and " id 78caf171;" not in written.received
+    assert (tmp_path / f"msg.{fresh}").read_bytes() == written.render()
+    assert taken.read_bytes() == b"someone else's"  # exclusive create: never overwritten
+    # everything else is unchanged
+    assert written.data == tx.data and written.rcpt_args == tx.rcpt_args
+
+
+def test_single_collision_forever_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "msg.78caf171").write_bytes(b"")
+    (tmp_path / "msg.00001234").write_bytes(b"")
+    writer = DumpWriter(SinkConfig(dump_template=f"{tmp_path}/msg."), FixedBits())
+    with pytest.raises(OSError, match="something is looping"):
+        writer.write(make_tx(), T_MAIL)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["msg.00001234", "msg.78caf171"]
+
+
+def test_single_parent_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    for template in ("file/msg.", "file/sub/msg."):
+        writer = DumpWriter(SinkConfig(dump_template=f"{tmp_path}/{template}"))
+        with pytest.raises(OSError):
+            writer.write(make_tx(), T_MAIL)
+    assert (tmp_path / "file").read_bytes() == b"x"
+
+
+def test_single_unwritable_directory(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root may write anywhere")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    with pytest.raises(PermissionError):
+        DumpWriter(SinkConfig(dump_template=f"{locked}/msg.")).write(make_tx(), T_MAIL)
+
+
+def test_single_with_start_string(tmp_path: Path) -> None:
+    tx = make_tx(start_string="START\nA\tXq\\")
+    DumpWriter(SinkConfig(dump_template=f"{tmp_path}/m.")).write(tx, T_MAIL)
+    content = (tmp_path / "m.78caf171").read_bytes()
+    assert content.startswith(b"START\nA\tXq\\X-Client-Addr: 127.0.0.1\n")
+    assert content == tx.render()
+
+
+# ------------------------------------------------------------------------------ -D
+
+
+def test_shared_file_appends_whole_messages(tmp_path: Path) -> None:
+    writer = DumpWriter(SinkConfig(dump_file_template=f"{tmp_path}/shared/%Y%m%d.mbox"))
+    tx1 = make_tx("3ce99244", start_string="From MAILER-DAEMON\n")
+    tx2 = make_tx("0335b98d", start_string="From MAILER-DAEMON\n", data=b"second\n\n")
+    assert writer.write(tx1, T_MAIL) is tx1
+    assert writer.write(tx2, T_MAIL + 1) is tx2
+    shared = tmp_path / "shared" / "20261124.mbox"
+    assert shared.read_bytes() == tx1.render() + tx2.render()
+    assert [p.name for p in (tmp_path / "shared").iterdir()] == ["20261124.mbox"]
+
+
+def test_shared_file_keeps_existing_content(tmp_path: Path) -> None:
+    shared = tmp_path / "all.mbox"
+    shared.write_bytes(b"old\n")
+    tx = make_tx()
+    DumpWriter(SinkConfig(dump_file_template=str(shared))).write(tx, T_MAIL)
+    assert shared.read_bytes() == b"old\n" + tx.render()
+
+
+def test_shared_template_expanded_at_mail_time(tmp_path: Path) -> None:
+    writer = DumpWriter(SinkConfig(dump_file_template=f"{tmp_path}/%Y%m%d.mbox"))
+    a, b = make_tx("00000001"), make_tx("00000002")
+    writer.write(a, T_MAIL)
+    writer.write(b, T_MAIL + DAY)
+    assert (tmp_path / "20261124.mbox").read_bytes() == a.render()
+    assert (tmp_path / "20261125.mbox").read_bytes() == b.render()
+
+
+def test_shared_modes(tmp_path: Path, umask: int) -> None:
+    writer = DumpWriter(SinkConfig(dump_file_template=f"{tmp_path}/x/y/all.mbox"))
+    writer.write(make_tx(), T_MAIL)
+    assert mode(tmp_path / "x/y/all.mbox") == 0o644
+    assert mode(tmp_path / "x") == 0o755 and mode(tmp_path / "x/y") == 0o755
+
+
+def test_shared_parent_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    for template in ("file/all.mbox", "file/sub/all.mbox"):
+        writer = DumpWriter(SinkConfig(dump_file_template=f"{tmp_path}/{template}"))
+        with pytest.raises(OSError):
+            writer.write(make_tx(), T_MAIL)
+
+
+def test_shared_file_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "all.mbox").mkdir()
+    writer = DumpWriter(SinkConfig(dump_file_template=f"{tmp_path}/all.mbox"))
+    with pytest.raises(IsADirectoryError):
+        writer.write(make_tx(), T_MAIL)
+
+
+# ------------------------------------------------------------------------- misc
+
+
+def test_no_dump_configured_writes_nothing(tmp_path: Path) -> None:
+    tx = make_tx()
+    assert DumpWriter(SinkConfig()).write(tx, T_MAIL) is tx
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("/x/%Y%m%d/msg.", "/x/20261124/msg."),
+        ("plain.", "plain."),
+        ("%H%M%S-%%", "220654-%"),
+        ("%a %b %e", "Tue Nov 24"),
+    ],
+)
+def test_expand_template(template: str, expected: str) -> None:
+    assert expand_template(template, T_MAIL) == expected
