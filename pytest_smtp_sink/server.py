@@ -35,6 +35,7 @@ from .protocol import (
     SinkProtocol,
     Tables,
 )
+from .reactor import Reactor
 from .transaction import Transaction
 
 RECV_SIZE = 65536
@@ -315,8 +316,10 @@ class SinkServer:
                 self._scope = scope
                 limit = trio.Semaphore(self._config.max_connections)
                 async with trio.open_nursery() as nursery:
+                    reactor = Reactor(self, limit, nursery)
+                    nursery.start_soon(reactor.run)
                     for sock in listeners:
-                        nursery.start_soon(self._accept_loop, sock, limit, nursery)
+                        nursery.start_soon(self._accept_loop, sock, limit, nursery, reactor)
                     task_status.started(list(self.addresses))
         finally:
             self._scope = None
@@ -342,7 +345,11 @@ class SinkServer:
             self._scope.cancel()
 
     async def _accept_loop(
-        self, listener: trio.socket.SocketType, limit: trio.Semaphore, nursery: trio.Nursery
+        self,
+        listener: trio.socket.SocketType,
+        limit: trio.Semaphore,
+        nursery: trio.Nursery,
+        reactor: Reactor,
     ) -> None:
         # Accept on a plain non-blocking socket (a duplicate of the listener's descriptor):
         # the connections are driven with raw sockets too, see _drive.
@@ -377,38 +384,79 @@ class SinkServer:
                         limit.release()
                         raise
                 conn.setblocking(False)
-                nursery.start_soon(self._session, conn, peer, limit)
+                cfg = self._config
+                if cfg.delays or cfg.abort_delay is not None or cfg.data_read_delay is not None:
+                    nursery.start_soon(self._session, conn, peer, limit)
+                else:
+                    reactor.add(conn, peer)
         finally:
             raw.close()
 
+    def _start_session(
+        self, sock: stdsocket.socket, peer: object
+    ) -> tuple[SinkProtocol, Callable[[str, bytes], None] | None]:
+        """Greet a new connection: its protocol object and its transcript recorder."""
+        family = sock.family
+        if family != stdsocket.AF_UNIX:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
+        addr, log_addr = _client_addr(family, peer)
+        if self._config.verbose:
+            self.log("info", f"connect ({log_addr})")
+        proto = SinkProtocol(self._tables, addr, collect=self._collect, rng=self.rng)
+        self._sessions.add(proto)
+        proto.start()
+        record: Callable[[str, bytes], None] | None = None
+        if self.transcript is not None:
+            self._session_count += 1
+            sid, hook = self._session_count, self.transcript
+            record = lambda direction, data: hook(sid, addr, direction, data)  # noqa: E731
+        return proto, record
+
+    def _end_session(
+        self,
+        sock: stdsocket.socket,
+        proto: SinkProtocol | None,
+        limit: trio.Semaphore,
+        counted: bool,
+    ) -> None:
+        if proto is not None:
+            self._sessions.discard(proto)
+        sock.close()
+        limit.release()
+        if counted:
+            self._session_ended()
+
     async def _session(self, sock: stdsocket.socket, peer: object, limit: trio.Semaphore) -> None:
+        """A session in a task of its own (configurations with delays)."""
         proto: SinkProtocol | None = None
         try:
-            family = sock.family
-            if family != stdsocket.AF_UNIX:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
-            addr, log_addr = _client_addr(family, peer)
-            if self._config.verbose:
-                self.log("info", f"connect ({log_addr})")
-            proto = SinkProtocol(self._tables, addr, collect=self._collect, rng=self.rng)
-            self._sessions.add(proto)
-            proto.start()
-            record: Callable[[str, bytes], None] | None = None
-            if self.transcript is not None:
-                self._session_count += 1
-                sid, hook = self._session_count, self.transcript
-                record = lambda direction, data: hook(sid, addr, direction, data)  # noqa: E731
+            proto, record = self._start_session(sock, peer)
             await self._drive(sock, proto, record)
         finally:
-            if proto is not None:
-                self._sessions.discard(proto)
-            sock.close()
-            limit.release()
             # A session cut off by the server's own shutdown (cancel, -M, -n, signal) is not
             # counted: Postfix exits without reporting it either.
-            if trio.current_effective_deadline() != -math.inf:
-                self._session_ended()
+            self._end_session(
+                sock, proto, limit, counted=trio.current_effective_deadline() != -math.inf
+            )
+
+    async def _continue_session(
+        self,
+        sock: stdsocket.socket,
+        proto: SinkProtocol,
+        record: Callable[[str, bytes], None] | None,
+        limit: trio.Semaphore,
+        pending: bytes,
+        stop: bool,
+        closing: bool,
+    ) -> None:
+        """A session handed over by the reactor: it must wait for something."""
+        try:
+            await self._drive(sock, proto, record, pending, stop, closing)
+        finally:
+            self._end_session(
+                sock, proto, limit, counted=trio.current_effective_deadline() != -math.inf
+            )
 
     def _session_ended(self) -> None:
         c = self.counters
@@ -419,62 +467,101 @@ class SinkServer:
         if n is not None and c.quits >= n:
             self.stop("max_sessions")
 
+    def _sync_events(self, proto: SinkProtocol) -> tuple[bool, bool, bool]:
+        """Act on the protocol's events up to the first one that needs waiting.
+
+        Returns (closing, stop after the flush (-M), must wait); a Delay, ReadDelay or Abort
+        is left at the head of ``proto.events`` for an async driver.
+        """
+        closing = stop = False
+        while proto.events:
+            events = proto.events
+            proto.events = []
+            for i, ev in enumerate(events):
+                kind = type(ev)
+                if kind is MessageEnd:
+                    stop |= self._message_ended()
+                elif kind is MessageReceived:
+                    assert isinstance(ev, MessageReceived)
+                    proto.message_stored(self._store(ev))
+                elif kind is QuitReceived:
+                    self.counters.quits += 1
+                elif kind is Close:
+                    assert isinstance(ev, Close)
+                    closing = True
+                    if ev.warning:
+                        self.log("warning", ev.warning)
+                elif kind is LogLine:
+                    assert isinstance(ev, LogLine)
+                    self.log("info", ev.text)
+                elif kind is CommandLogged:
+                    assert isinstance(ev, CommandLogged)
+                    if self.command_log is not None:
+                        self.command_log(ev.text)
+                else:  # Delay, ReadDelay, Abort
+                    proto.events[:0] = events[i:]
+                    return closing, stop, True
+        return closing, stop, False
+
     async def _drive(
         self,
         sock: stdsocket.socket,
         proto: SinkProtocol,
         record: Callable[[str, bytes], None] | None = None,
+        pending: bytes = b"",
+        stop_after_flush: bool = False,
+        closing: bool = False,
     ) -> None:
-        """Feed the socket to the protocol and carry out what it asks."""
+        """Feed the socket to the protocol and carry out what it asks.
+
+        ``pending`` is output already recorded but not yet sent (a hand-over from the
+        reactor), with the -M and close decisions that came with it.
+        """
         read_delay = 0.0
         abort_after: float | None = None
-        closing = False
-        stop_after_flush = False
-        waiting = "read"
+        waiting = "write" if pending else "read"
         ready_reads = 0  # reads in a row that did not wait: yield now and then for fairness
         with trio.CancelScope() as scope:
+            if pending:
+                if not await _send_all(sock, pending, scope, self._config.timeout):
+                    self.log("warning", "lost connection")
+                    closing = True
+                if stop_after_flush:
+                    self.stop("max_messages")
+                    stop_after_flush = False
             while True:
                 # 1. act on events; pauses (Delay, MessageReceived) come last in a batch
                 while proto.events:
-                    for ev in proto.take_events():
-                        kind = type(ev)
-                        if kind is MessageEnd:
-                            stop_after_flush |= self._message_ended()
-                        elif kind is MessageReceived:
-                            assert isinstance(ev, MessageReceived)
-                            proto.message_stored(self._store(ev))
-                        elif kind is Delay:
-                            assert isinstance(ev, Delay)
-                            scope.deadline = math.inf  # -t limits only waiting for the client
-                            await trio.sleep(ev.seconds)
-                            proto.resume()
-                        elif kind is QuitReceived:
-                            self.counters.quits += 1
-                        elif kind is Close:
-                            assert isinstance(ev, Close)
-                            closing = True
-                            if ev.warning:
-                                self.log("warning", ev.warning)
-                        elif kind is LogLine:
-                            assert isinstance(ev, LogLine)
-                            self.log("info", ev.text)
-                        elif kind is CommandLogged:
-                            assert isinstance(ev, CommandLogged)
-                            if self.command_log is not None:
-                                self.command_log(ev.text)
-                        elif kind is ReadDelay:
-                            assert isinstance(ev, ReadDelay)
-                            read_delay = ev.seconds
-                        elif kind is Abort:
-                            assert isinstance(ev, Abort)
-                            abort_after = ev.seconds
+                    closing_now, stop_now, must_wait = self._sync_events(proto)
+                    closing |= closing_now
+                    stop_after_flush |= stop_now
+                    if not must_wait:
+                        break
+                    ev = proto.events.pop(0)
+                    if isinstance(ev, Delay):
+                        scope.deadline = math.inf  # -t limits only waiting for the client
+                        await trio.sleep(ev.seconds)
+                        proto.resume()
+                    elif isinstance(ev, ReadDelay):
+                        read_delay = ev.seconds
+                    elif isinstance(ev, Abort):
+                        abort_after = ev.seconds
                 # 2. flush: every complete command of the last read is answered
                 if proto.output:
                     data = proto.take_output()
                     if record is not None:
                         record("S", data)
                     waiting = "write"
-                    if not await _send_all(sock, data, scope, self._config.timeout):
+                    try:
+                        sent = sock.send(data)  # almost always complete: no coroutine needed
+                    except BlockingIOError:
+                        sent = 0
+                    except OSError:
+                        sent = -1
+                    if sent != len(data) and (
+                        sent < 0
+                        or not await _send_all(sock, data[sent:], scope, self._config.timeout)
+                    ):
                         self.log("warning", "lost connection")
                         break
                 if stop_after_flush:
