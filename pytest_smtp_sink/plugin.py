@@ -108,15 +108,24 @@ def _ini_options(config: pytest.Config) -> dict[str, Any]:
     return out
 
 
+_BASE_KEY = pytest.StashKey[SinkConfig]()
+
+
 def _ini_config(config: pytest.Config) -> SinkConfig:
+    """The ini defaults (and --smtp-sink-verbose) as a config, computed once per run."""
+    cached = config.stash.get(_BASE_KEY, None)
+    if cached is not None:
+        return cached
     options = _ini_options(config)
     if config.getoption("smtp_sink_verbose", False):
         options.setdefault("verbose", True)
     try:
-        return from_options(options)
+        base = from_options(options)
     except ConfigError as exc:
         name = exc.option or "?"
         raise ConfigError(f"smtp_sink_{name}: {exc}", option=exc.option) from None
+    config.stash[_BASE_KEY] = base
+    return base
 
 
 # ------------------------------------------------------------------------ logging
@@ -208,7 +217,8 @@ def _build_config(
             Endpoint.parse(listen)
         except ListenError as exc:
             raise ConfigError(str(exc), option="listen") from None
-    cfg = from_options(options, base=base)
+    # No options: the very same object, so that the fixture can skip the config swap.
+    cfg = from_options(options, base=base) if options else base
     dedicated = listen is not None or any(n in LISTENER_OPTIONS for n in options)
     return cfg, listen, dedicated
 
@@ -248,14 +258,16 @@ def smtp_sink(
             smtp_sink_thread.restart_server(sink)
         except (OSError, SinkError) as exc:
             pytest.fail(f"cannot restart the smtp-sink session server: {exc}", pytrace=False)
-    smtp_sink_thread.call(_set_config, sink, cfg)
+    if sink.server.config is not cfg:
+        smtp_sink_thread.call(_set_config, sink, cfg)
     sink.clear()
     _register(request, sink)
     try:
         yield sink
     finally:
-        with contextlib.suppress(SinkError):  # reported by _after_test
-            smtp_sink_thread.call(_set_config, sink, base)
+        if sink.server.config is not base:
+            with contextlib.suppress(SinkError):  # reported by _after_test
+                smtp_sink_thread.call(_set_config, sink, base)
         _after_test(request, [sink], smtp_sink_thread)
 
 
