@@ -59,7 +59,10 @@ class Reactor:
         fd = sock.fileno()
         self.conns[fd] = conn
         self.epoll.register(fd, select.EPOLLIN)
-        self._pump(conn)
+        try:
+            self._pump(conn)
+        except Exception as exc:
+            self._crashed(conn, exc)
 
     async def run(self) -> None:
         try:
@@ -94,10 +97,19 @@ class Reactor:
         except OSError:
             chunk = b""
         conn.last = now
-        if conn.record is not None and chunk:
-            conn.record("C", chunk)
-        conn.proto.receive(chunk)
-        self._pump(conn)
+        try:
+            if conn.record is not None and chunk:
+                conn.record("C", chunk)
+            conn.proto.receive(chunk)
+            self._pump(conn)
+        except Exception as exc:
+            self._crashed(conn, exc)
+
+    def _crashed(self, conn: _Conn, exc: Exception) -> None:
+        """A bug while serving one session: report it, close that session, serve the rest."""
+        self.server.session_crashed(exc)
+        if conn.sock.fileno() in self.conns:
+            self._close(conn)
 
     def _pump(self, conn: _Conn) -> None:
         """Act on the protocol's events and send its replies; hand over what must wait."""

@@ -14,6 +14,7 @@ import random
 import socket as stdsocket
 import stat
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -433,6 +434,8 @@ class SinkServer:
         try:
             proto, record = self._start_session(sock, peer)
             await self._drive(sock, proto, record)
+        except Exception as exc:
+            self.session_crashed(exc)
         finally:
             # A session cut off by the server's own shutdown (cancel, -M, -n, signal) is not
             # counted: Postfix exits without reporting it either.
@@ -453,10 +456,18 @@ class SinkServer:
         """A session handed over by the reactor: it must wait for something."""
         try:
             await self._drive(sock, proto, record, pending, stop, closing)
+        except Exception as exc:
+            self.session_crashed(exc)
         finally:
             self._end_session(
                 sock, proto, limit, counted=trio.current_effective_deadline() != -math.inf
             )
+
+    def session_crashed(self, exc: Exception) -> None:
+        """A bug while serving a session: logged as an error (before the socket closes, so
+        that the plugin fails the running test); the other sessions go on."""
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.log("error", f"session crashed: {type(exc).__name__}: {exc}\n{trace.rstrip()}")
 
     def _session_ended(self) -> None:
         c = self.counters

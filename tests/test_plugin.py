@@ -460,7 +460,7 @@ def test_dumps_reports_and_errors(pytester: pytest.Pytester) -> None:
             "*ERROR at teardown of test_dump_write_error*",
             "smtp-sink server error: cannot write dump for *: *Not a directory*",
             "*ERROR at teardown of test_server_crash*",
-            "the smtp-sink server crashed: RuntimeError: boom inside the protocol",
+            "smtp-sink server error: session crashed: RuntimeError: boom inside the protocol",
         ]
     )
     assert "test_after_crash_the_server_serves_again" not in result.stdout.str().split(
