@@ -90,6 +90,9 @@ class SinkConfig:
     user: str | None = None  # -u
     chroot: str | None = None  # -R
     verbose: int = 0  # -v (count)
+    # capture (no smtp-sink flag): a collected message larger than this many octets of DATA
+    # is answered 552 5.3.4 and not kept; None: no limit (the pytest plugin sets 64 MiB)
+    max_message_size: int | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -369,6 +372,12 @@ def _convert(name: str, value: Any) -> Any:
             "max_sessions": "quit count",
         }[name]
         return _positive_int(value, what, name)
+    if name == "max_message_size":
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "0")):
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+            return None
+        return _positive_int(value, "max_message_size", name)
     if name == "verbose":
         if isinstance(value, bool):
             return int(value)

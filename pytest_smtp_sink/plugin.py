@@ -35,6 +35,9 @@ OPTION_NAMES = (
     "data_delay",
 )
 
+# Captured messages live in memory: a runaway client should fail its test, not the machine.
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
 _HANDLE_KEY = pytest.StashKey[list[SmtpSink]]()
 _LOG_LEVEL_KEY = pytest.StashKey[int]()
 
@@ -117,6 +120,7 @@ def _ini_config(config: pytest.Config) -> SinkConfig:
     if cached is not None:
         return cached
     options = _ini_options(config)
+    options.setdefault("max_message_size", DEFAULT_MAX_MESSAGE_SIZE)
     if config.getoption("smtp_sink_verbose", False):
         options.setdefault("verbose", True)
     try:

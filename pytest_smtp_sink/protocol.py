@@ -176,6 +176,7 @@ R_NESTED = b"503 5.5.1 Error: nested MAIL command\r\n"
 R_NEED_MAIL = b"503 5.5.1 Error: need MAIL command\r\n"
 R_NEED_RCPT = b"503 5.5.1 Error: need RCPT command\r\n"
 R_STORE_FAILED = b"451 4.3.0 Error: queue file write error\r\n"
+R_TOO_BIG = b"552 5.3.4 Error: message file too big\r\n"
 R_AUTH_OK = b"235 2.7.0 Authentication successful\r\n"
 R_AUTH_SYNTAX = b"501 5.5.4 Syntax: AUTH mechanism\r\n"
 R_AUTH_MECH = b"504 5.5.4 Error: unsupported authentication mechanism\r\n"
@@ -236,7 +237,9 @@ class SinkProtocol:
         # end-of-data bookkeeping for the '.' reply
         self._dot_count = 0
         self._eod = False
-        self._store_failed = False
+        self._dot_error: bytes | None = None  # 451 (not stored) or 552 (too big) for "."
+        self._size = 0  # octets of DATA collected so far (max_message_size)
+        self._too_big = False
         self._pending_tx: Transaction | None = None
         self.last_transaction: Transaction | None = None
 
@@ -389,8 +392,8 @@ class SinkProtocol:
 
     def _respond(self, name: str, args: bytes) -> None:
         cfg = self.config
-        if name == "." and self._eod and self._store_failed:
-            self.output += R_STORE_FAILED * self._dot_replies()
+        if name == "." and self._eod and self._dot_error is not None:
+            self.output += self._dot_error * self._dot_replies()
         elif name in cfg.reject:
             self.output += self.tables.hard * (self._dot_replies() if name == "." else 1)
         elif name in cfg.soft_reject:
@@ -521,6 +524,8 @@ class SinkProtocol:
         self._phase = _DATA
         self._tail = b"\r\n"
         self._chunks = []
+        self._size = 0
+        self._too_big = False
         if cfg.data_read_delay is not None:
             self.events.append(ReadDelay(cfg.data_read_delay))
 
@@ -538,20 +543,36 @@ class SinkProtocol:
             idx = buf.find(END_OF_DATA)
             if idx < 0:
                 if self.collect:
-                    self._chunks.append(bytes(buf))
+                    self._keep(bytes(buf))
                 self._tail = (tail + bytes(buf[-4:]))[-4:]
                 buf.clear()
                 return False
             end = idx + 5
         if self.collect:
-            self._chunks.append(bytes(buf[:end]))
+            self._keep(bytes(buf[:end]))
         del buf[:end]
         self._phase = _COMMAND
         self._end_of_data()
         return True
 
+    def _keep(self, chunk: bytes) -> None:
+        """Collect a piece of DATA, unless the message is over max_message_size."""
+        limit = self.config.max_message_size
+        if limit is not None:
+            self._size += len(chunk)
+            if self._size > limit:
+                self._too_big = True
+                self._chunks = []
+        if not self._too_big:
+            self._chunks.append(chunk)
+
     def _end_of_data(self) -> None:
         self._dot_count = self.rcpts
+        if self.collect and self._too_big:
+            self._chunks = []
+            self._pending_tx = None
+            self._after_store(False, R_TOO_BIG)
+            return
         if self.collect:
             data = dump_body(b"".join(self._chunks))
             self._chunks = []
@@ -579,13 +600,13 @@ class SinkProtocol:
             return
         self._after_store(True)
 
-    def _after_store(self, ok: bool) -> None:
+    def _after_store(self, ok: bool, error: bytes = R_STORE_FAILED) -> None:
         self.last_transaction = self._pending_tx
         self._pending_tx = None
         self.in_mail = False
         self._rcpt_args = []
         self.rcpts = 0
-        self._store_failed = not ok
+        self._dot_error = None if ok else error
         self._eod = True
         self.events.append(MessageEnd())
         if self.config.verbose:
