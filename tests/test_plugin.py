@@ -7,12 +7,12 @@ tests assert the behaviour, the outer test checks that they all passed (or faile
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from netutil import ipv6_loopback_available
 
 from pytest_smtp_sink import parse_dump
 from pytest_smtp_sink.plugin import safe_name
@@ -46,17 +46,6 @@ def ehlo(sink):
         assert code == 250
         return text.decode().splitlines()
 """
-
-
-def have_ipv6() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 # Plugins the subprocess runs do not need; loading them costs a second per process.
@@ -304,7 +293,7 @@ def test_max_connections_listener(smtp_sink, smtp_sink_server):
 def test_sync_tests(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     sock = str(pytester.path / "sink.sock")
     assert len(sock) < 100  # sun_path
-    ipv6 = have_ipv6()
+    ipv6 = ipv6_loopback_available()
     project(
         pytester,
         ini="smtp_sink_hostname = mx.test\n",

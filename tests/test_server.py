@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import trio
+from netutil import ipv6_loopback_available
 
 from pytest_smtp_sink.config import SinkConfig
 from pytest_smtp_sink.server import ListenError, SinkServer
@@ -32,18 +33,7 @@ MESSAGE = b"HELO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDA
 BODY = b"Subject: hi\r\n\r\nbody\r\n.\r\n"
 
 
-def _ipv6_available() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-HAVE_IPV6 = _ipv6_available()
+HAVE_IPV6 = ipv6_loopback_available()
 needs_ipv6 = pytest.mark.skipif(not HAVE_IPV6, reason="no IPv6 loopback on this host")
 
 

@@ -44,6 +44,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
+from netutil import ipv6_loopback_available
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -132,17 +134,6 @@ def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
                 _handed_out_ports.add(port)
                 return port
     raise RuntimeError("no free port found")
-
-
-def ipv6_loopback_available() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 @dataclasses.dataclass

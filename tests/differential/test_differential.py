@@ -26,6 +26,7 @@ Environment:
 from __future__ import annotations
 
 import pytest
+from netutil import ipv6_loopback_available
 
 from .sinkdiff import (
     CloseMode,
@@ -35,7 +36,6 @@ from .sinkdiff import (
     Session,
     Step,
     compare,
-    ipv6_loopback_available,
     run_dialogue,
 )
 
