@@ -34,8 +34,15 @@ def _text(raw: bytes) -> str:
     return raw.decode("latin-1")
 
 
-def parse_dump_bytes(data: bytes, start_string: str | None = None) -> list[Transaction]:
-    """Parse one dump file's contents (one message for -d, several for -D)."""
+def parse_dump_bytes(
+    data: bytes, start_string: str | None = None, single: bool = False
+) -> list[Transaction]:
+    """Parse one dump file's contents (one message for -d, several for -D).
+
+    With ``single`` everything after the first header block is that message's body, so a
+    body that contains something looking like a dump header block cannot split it (the
+    multi-message -D format itself cannot tell them apart).
+    """
     if not data:
         return []
     if start_string is None:
@@ -48,7 +55,11 @@ def parse_dump_bytes(data: bytes, start_string: str | None = None) -> list[Trans
     if not data.startswith(start):
         raise DumpFormatError(f"dump does not begin with the start string {start!r}")
     boundary = re.compile(b"(?:^|(?<=\n))" + re.escape(start) + _HEADER)
-    matches = list(boundary.finditer(data))
+    if single:
+        first_match = boundary.match(data)
+        matches = [first_match] if first_match is not None else []
+    else:
+        matches = list(boundary.finditer(data))
     if not matches or matches[0].start() != 0:
         raise DumpFormatError("dump does not begin with the smtp-sink headers")
     out: list[Transaction] = []
@@ -76,26 +87,44 @@ def parse_dump_bytes(data: bytes, start_string: str | None = None) -> list[Trans
     return out
 
 
+def _single_message_file(path: Path, data: bytes) -> bool:
+    """A -d file (or a --smtp-sink-dump file): named after its message's queue id."""
+    m = re.search(rb" id ([0-9a-fA-F]+);\n\t", data[:4096])
+    if m is None:
+        return False
+    queue_id = m.group(1).decode("ascii")
+    name = path.name
+    return name.endswith(queue_id) or name.startswith(queue_id + ".")
+
+
+def _parse_file(path: Path, start_string: str | None, single: bool | None) -> list[Transaction]:
+    data = path.read_bytes()
+    one = _single_message_file(path, data) if single is None else single
+    try:
+        return parse_dump_bytes(data, start_string, one)
+    except DumpFormatError as exc:
+        raise DumpFormatError(f"{path}: {exc}") from None
+
+
 def parse_dump(
-    source: str | os.PathLike[str] | bytes, start_string: str | None = None
+    source: str | os.PathLike[str] | bytes,
+    start_string: str | None = None,
+    single: bool | None = None,
 ) -> list[Transaction]:
     """Transactions from dump bytes, a dump file, or a folder of dump files.
 
     ``start_string`` is the ``-S`` text; by default it is whatever precedes the first
-    ``X-Client-Addr:`` header. Folders are read recursively, in name order.
+    ``X-Client-Addr:`` header. Folders are read recursively, in name order. ``single``:
+    one message per file (-d); by default a file named after the queue id of its first
+    message (as -d and --smtp-sink-dump name them) is read as one message, anything
+    else (bytes, -D files) as a sequence of messages.
     """
     if isinstance(source, bytes):
-        return parse_dump_bytes(source, start_string)
+        return parse_dump_bytes(source, start_string, bool(single))
     path = Path(source)
     if path.is_dir():
         out: list[Transaction] = []
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            try:
-                out.extend(parse_dump_bytes(file.read_bytes(), start_string))
-            except DumpFormatError as exc:
-                raise DumpFormatError(f"{file}: {exc}") from None
+            out.extend(_parse_file(file, start_string, single))
         return out
-    try:
-        return parse_dump_bytes(path.read_bytes(), start_string)
-    except DumpFormatError as exc:
-        raise DumpFormatError(f"{path}: {exc}") from None
+    return _parse_file(path, start_string, single)

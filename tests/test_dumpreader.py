@@ -324,3 +324,22 @@ def test_parse_dumps_of_the_real_postfix_smtp_sink(postfix_dump_dir: tuple[Path,
     assert second.message.get_content() == "second body\n"
     for tx in txs:
         assert (dump / tx.queue_id).read_bytes() == tx.render()
+
+
+def test_single_message_mode_keeps_a_header_look_alike_in_the_body(tmp_path: Path) -> None:
+    head = (
+        b"X-Client-Addr: 127.0.0.1\nX-Client-Proto: SMTP\nX-Mail-Args: <a@x>\n"
+        b"X-Rcpt-Args: <b@x>\nReceived: from [127.0.0.1] ([127.0.0.1])\n"
+        b"\tby smtp-sink (smtp-sink) with SMTP id %s;\n\tTue, 24 Nov 2026 22:06:55 +0000 (UTC)\n"
+    )
+    data = head % b"0000abcd" + b"Subject: s\n\n" + head % b"0badc0de" + b"tail\n\n"
+    assert len(parse_dump(data)) == 2  # bytes: the -D reading, ambiguous by format
+    [tx] = parse_dump(data, single=True)
+    assert tx.data.endswith(b"tail\n\n") and b"0badc0de" in tx.data
+    named_by_id = tmp_path / "msg.0000abcd"  # how -d names files: one message each
+    named_by_id.write_bytes(data)
+    assert len(parse_dump(named_by_id)) == 1
+    shared = tmp_path / "20261124.mbox"  # a -D file
+    shared.write_bytes(data)
+    assert len(parse_dump(shared)) == 2
+    assert len(parse_dump(shared, single=True)) == 1
