@@ -84,7 +84,15 @@ class DumpWriter:
             _makedirs_for(path)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         try:
-            _write_all(fd, data)
+            size = os.fstat(fd).st_size
+            try:
+                _write_all(fd, data)
+            except OSError:
+                # Disk full part-way: cut the shared file back, so that it holds only
+                # whole messages (the client gets 451 for this one).
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
         finally:
             os.close(fd)
 

@@ -237,3 +237,38 @@ def test_no_dump_configured_writes_nothing(tmp_path: Path) -> None:
 )
 def test_expand_template(template: str, expected: str) -> None:
     assert expand_template(template, T_MAIL) == expected
+
+
+@pytest.mark.parametrize("mode", ["-d", "-D"])
+def test_disk_full_leaves_no_partial_dump(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """ENOSPC part-way through a write: OSError for the caller (the client gets 451), and
+    nothing partial is left: no -d file, and the -D file cut back to its whole messages."""
+    import errno
+
+    from pytest_smtp_sink import dumpfile
+
+    cfg = (
+        SinkConfig(dump_template=f"{tmp_path}/d/msg.")
+        if mode == "-d"
+        else SinkConfig(dump_file_template=f"{tmp_path}/shared.mbox")
+    )
+    writer = dumpfile.DumpWriter(cfg, random.Random(1))
+    first = writer.write(make_tx("0000000a", data=b"first\n\n"), T_MAIL)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    contents = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    real_write = os.write
+
+    def short_then_enospc(fd: int, data: bytes | memoryview) -> int:
+        if len(data) > 10:
+            return real_write(fd, bytes(data[:10]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", short_then_enospc)
+    with pytest.raises(OSError):
+        writer.write(make_tx("0000000b", data=b"second message\n\n"), T_MAIL)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == contents
+    assert first.queue_id == "0000000a"
