@@ -217,6 +217,7 @@ class SinkProtocol:
         self._paused = False
         self._resume: Callable[[], None] | None = None
         self._eof = False
+        self.lines = 0  # complete command lines received
         # session state (reference §6)
         self.in_mail = False
         self.rcpts = 0
@@ -248,6 +249,11 @@ class SinkProtocol:
     @property
     def closed(self) -> bool:
         return self._phase == _CLOSED
+
+    @property
+    def partial_command(self) -> bool:
+        """Part of a command line is waiting for its CRLF (the -t command deadline runs)."""
+        return (self._phase == _COMMAND or self._phase == _AUTH) and bool(self._in)
 
     @property
     def paused(self) -> bool:
@@ -331,6 +337,7 @@ class SinkProtocol:
                 return
             line = bytes(buf[:idx])
             del buf[: idx + 2]
+            self.lines += 1
             if phase == _AUTH:
                 self._auth_line(line)
             else:

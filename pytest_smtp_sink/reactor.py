@@ -6,7 +6,9 @@ keeps the connections registered (level-triggered) in its own epoll object, wait
 object with ``trio.lowlevel.wait_readable`` and serves every ready connection synchronously:
 recv, feed the protocol, send the replies. Whatever needs waiting (a -W/-H/-A delay, a send
 that would block) moves the session to a task of its own (``SinkServer._session``), which
-carries on from the same protocol state. Idle timeouts (-t) are swept a few times a second.
+carries on from the same protocol state. Timeouts (-t) are swept a few times a second: a
+session is closed after ``-t`` seconds without input, or ``-t`` seconds after the first
+byte of a command line that is still unfinished.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ RECV_SIZE = 65536
 
 
 class _Conn:
-    __slots__ = ("last", "proto", "record", "sock")
+    __slots__ = ("last", "line_since", "lines", "proto", "record", "sock")
 
     def __init__(
         self,
@@ -40,6 +42,8 @@ class _Conn:
         self.proto = proto
         self.record = record
         self.last = now
+        self.line_since: float | None = None  # when the pending partial command line began
+        self.lines = 0
 
 
 class Reactor:
@@ -100,7 +104,14 @@ class Reactor:
         try:
             if conn.record is not None and chunk:
                 conn.record("C", chunk)
-            conn.proto.receive(chunk)
+            proto = conn.proto
+            proto.receive(chunk)
+            if proto.partial_command:
+                if conn.line_since is None or proto.lines != conn.lines:
+                    conn.line_since = now
+            else:
+                conn.line_since = None
+            conn.lines = proto.lines
             self._pump(conn)
         except Exception as exc:
             self._crashed(conn, exc)
@@ -144,7 +155,13 @@ class Reactor:
             self._close(conn)
 
     def _sweep(self, now: float, timeout: float) -> None:
-        for conn in [c for c in self.conns.values() if now - c.last >= timeout]:
+        expired = [
+            c
+            for c in self.conns.values()
+            if now - c.last >= timeout
+            or (c.line_since is not None and now - c.line_since >= timeout)
+        ]
+        for conn in expired:
             self.server.log("warning", "read timeout")
             self._close(conn)
 

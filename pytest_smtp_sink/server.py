@@ -532,6 +532,8 @@ class SinkServer:
         abort_after: float | None = None
         waiting = "write" if pending else "read"
         ready_reads = 0  # reads in a row that did not wait: yield now and then for fairness
+        line_since: float | None = None  # when the pending partial command line began
+        lines = proto.lines
         with trio.CancelScope() as scope:
             if pending:
                 if not await _send_all(sock, pending, scope, self._config.timeout):
@@ -600,7 +602,11 @@ class SinkServer:
                         chunk = sock.recv(RECV_SIZE)
                     except BlockingIOError:
                         ready_reads = 0
-                        scope.deadline = trio.current_time() + self._config.timeout
+                        timeout = self._config.timeout
+                        deadline = trio.current_time() + timeout
+                        if line_since is not None:  # -t also bounds one command line
+                            deadline = min(deadline, line_since + timeout)
+                        scope.deadline = deadline
                         await trio.lowlevel.wait_readable(sock)
                         continue
                     except OSError:
@@ -614,6 +620,12 @@ class SinkServer:
                 if record is not None and chunk:
                     record("C", chunk)
                 proto.receive(chunk)
+                if proto.partial_command:
+                    if line_since is None or proto.lines != lines:
+                        line_since = trio.current_time()
+                else:
+                    line_since = None
+                lines = proto.lines
         if scope.cancelled_caught:
             self.log("warning", f"{waiting} timeout")
 
