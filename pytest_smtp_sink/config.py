@@ -521,6 +521,24 @@ def _getopt(argv: Sequence[str]) -> tuple[list[tuple[str, str]], list[str]]:
     return opts, list(argv[i:])
 
 
+# Flags without a value: the field they set and its value.
+_SWITCHES: dict[str, tuple[str, object]] = {
+    "4": ("family", "inet4"), "6": ("family", "inet6"), "8": ("eightbitmime", False),
+    "a": ("auth", False), "c": ("counters", True), "C": ("xclient", False),
+    "e": ("esmtp", False), "E": ("enhanced_status_codes", False), "F": ("xforward", False),
+    "L": ("lmtp", True), "N": ("dsn", False), "p": ("pipelining", False), "P": ("pix", True),
+}  # fmt: skip
+# Command-list flags (they add up when repeated).
+_COMMAND_LISTS = {"f": "reject", "q": "disconnect", "Q": "disconnect_421",
+                  "r": "soft_reject", "s": "log_commands"}  # fmt: skip
+# Positive counts: field and the noun of Postfix's "bad <noun>: <value>" error.
+_COUNTS = {"m": ("max_connections", "concurrency limit"),
+           "M": ("max_messages", "message quit count"), "n": ("max_sessions", "quit count"),
+           "T": ("tcp_window", "TCP window size")}  # fmt: skip
+# Values taken as they are.
+_PATHS = {"d": "dump_template", "D": "dump_file_template", "R": "chroot", "u": "user"}
+
+
 def parse_argv(argv: Sequence[str]) -> Invocation:
     """Parse ``[options] ADDRESS BACKLOG`` (argv without the program name)."""
     opts, args = _getopt(argv)
@@ -534,14 +552,18 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
 
     for ch, value in opts:
         flag = f"-{ch}"
-        if ch == "4":
-            kw["family"] = "inet4"
-        elif ch == "6":
-            kw["family"] = "inet6"
-        elif ch == "8":
-            kw["eightbitmime"] = False
-        elif ch == "a":
-            kw["auth"] = False
+        if ch in _SWITCHES:
+            name, setting = _SWITCHES[ch]
+            kw[name] = setting
+        elif ch in _COMMAND_LISTS:
+            add_commands(_COMMAND_LISTS[ch], flag, value)
+            if ch in "fr":
+                kw["pipelining"] = False  # -f and -r imply -p, even with an empty list
+        elif ch in _COUNTS:
+            name, what = _COUNTS[ch]
+            kw[name] = _cli_count(value, what, flag)
+        elif ch in _PATHS:
+            kw[_PATHS[ch]] = value
         elif ch == "A":
             if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):
                 raise UsageError(f"bad abort delay: {value}", option=flag, usage=True)
@@ -550,60 +572,14 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
             kw["soft_bounce_reply"] = _check_reply(argv_text(value), "4", "soft", flag)
         elif ch == "B":
             kw["hard_bounce_reply"] = _check_reply(argv_text(value), "5", "hard", flag)
-        elif ch == "c":
-            kw["counters"] = True
-        elif ch == "C":
-            kw["xclient"] = False
-        elif ch == "d":
-            kw["dump_template"] = value
-        elif ch == "D":
-            kw["dump_file_template"] = value
-        elif ch == "e":
-            kw["esmtp"] = False
-        elif ch == "E":
-            kw["enhanced_status_codes"] = False
-        elif ch == "f":
-            add_commands("reject", flag, value)
-            kw["pipelining"] = False  # -f implies -p, even with an empty list
-        elif ch == "F":
-            kw["xforward"] = False
         elif ch == "h":
             kw["hostname"] = argv_text(value)
         elif ch == "H":
             kw["data_read_delay"] = _cli_seconds(value, "data read delay", flag)
-        elif ch == "L":
-            kw["lmtp"] = True
-        elif ch == "m":
-            kw["max_connections"] = _cli_count(value, "concurrency limit", flag)
-        elif ch == "M":
-            kw["max_messages"] = _cli_count(value, "message quit count", flag)
-        elif ch == "n":
-            kw["max_sessions"] = _cli_count(value, "quit count", flag)
-        elif ch == "N":
-            kw["dsn"] = False
-        elif ch == "p":
-            kw["pipelining"] = False
-        elif ch == "P":
-            kw["pix"] = True
-        elif ch == "q":
-            add_commands("disconnect", flag, value)
-        elif ch == "Q":
-            add_commands("disconnect_421", flag, value)
-        elif ch == "r":
-            add_commands("soft_reject", flag, value)
-            kw["pipelining"] = False  # -r implies -p
-        elif ch == "R":
-            kw["chroot"] = value
-        elif ch == "s":
-            add_commands("log_commands", flag, value)
         elif ch == "S":
             kw["start_string"] = unescape(argv_text(value))
         elif ch == "t":
             kw["timeout"] = _cli_seconds(value, "timeout", flag)
-        elif ch == "T":
-            kw["tcp_window"] = _cli_count(value, "TCP window size", flag)
-        elif ch == "u":
-            kw["user"] = value
         elif ch == "v":
             verbose += 1
         elif ch == "w":

@@ -26,6 +26,7 @@ import pytest
 import trio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from netutil import ipv6_loopback_available
 
 from pytest_smtp_sink import (
     DumpFormatError,
@@ -375,15 +376,6 @@ def check_exactly_once(stored: list[Transaction], result: LoadResult) -> None:
     assert bad == [], f"{len(bad)} messages altered, e.g. {bad[:3]}"
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 LISTEN = {
     "inet": ("127.0.0.1:0", "127.0.0.1"),
     "inet6": ("[::1]:0", "ipv6:::1"),
@@ -396,7 +388,9 @@ LISTEN = {
     "family",
     [
         "inet",
-        pytest.param("inet6", marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no ::1")),
+        pytest.param(
+            "inet6", marks=pytest.mark.skipif(not ipv6_loopback_available(), reason="no ::1")
+        ),
         "unix",
     ],
 )
