@@ -571,7 +571,12 @@ class SinkProtocol:
                 self._too_big = True
                 self._chunks = []
         if not self._too_big:
-            self._chunks.append(chunk)
+            # Transform as it arrives (dump_body piece by piece), so that a big message is
+            # held once, in its dumped form. The two raw octets before the chunk decide
+            # whether a dot at its start follows a CRLF.
+            context = self._tail[-2:]
+            text = (context + chunk).replace(b"\r\n.", b"\r\n").replace(b"\r", b"")
+            self._chunks.append(text[len(context) - context.count(b"\r") :])
 
     def _end_of_data(self) -> None:
         self._dot_count = self.rcpts
@@ -581,7 +586,7 @@ class SinkProtocol:
             self._after_store(False, R_TOO_BIG)
             return
         if self.collect:
-            data = dump_body(b"".join(self._chunks))
+            data = b"".join(self._chunks)
             self._chunks = []
             tx = Transaction(
                 client_addr=self.client_addr,

@@ -393,3 +393,26 @@ def test_render_parse_round_trip(tx: Transaction) -> None:
     rendered = tx.render()
     assert rendered.endswith(tx.data)
     assert parse_rendered(rendered, tx.start_string) == tx
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from([b"\r", b"\n", b".", b"x", b"\r\n", b"\r\n.", b"\xff"])),
+    cuts=st.lists(st.integers(min_value=1, max_value=7), min_size=1),
+)
+def test_collected_data_is_dump_body_whatever_the_chunks(
+    pieces: list[bytes], cuts: list[int]
+) -> None:
+    """The collected message is transformed as it arrives; any chunking gives dump_body."""
+    raw = b"".join(pieces) + b"\r\n.\r\n"
+    assume((b"\r\n" + raw).find(b"\r\n.\r\n") == len(raw) - 3)  # the only terminator
+    proto = SinkProtocol(SinkConfig(), collect=True)
+    proto.start()
+    proto.receive(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n")
+    pos, i = 0, 0
+    while pos < len(raw):
+        step = cuts[i % len(cuts)]
+        proto.receive(raw[pos : pos + step])
+        pos, i = pos + step, i + 1
+    [tx] = [e.transaction for e in proto.take_events() if isinstance(e, MessageReceived)]
+    assert tx.data == dump_body(raw)
