@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import local_tz
 
 from pytest_smtp_sink.config import SinkConfig
 from pytest_smtp_sink.dumpfile import DumpWriter, expand_template
@@ -23,17 +24,8 @@ DAY = 86400.0
 
 @pytest.fixture(autouse=True)
 def utc() -> Iterator[None]:
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    try:
+    with local_tz("UTC"):
         yield
-    finally:
-        if old is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
 
 
 @pytest.fixture(params=[0o000, 0o022], ids=["umask0", "umask022"])

@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from netutil import ipv6_loopback_available
+from support import ipv6_loopback_available
 
 from pytest_smtp_sink import parse_dump
 from pytest_smtp_sink.plugin import safe_name

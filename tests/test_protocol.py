@@ -8,13 +8,12 @@ failed store, delays keep command order).
 from __future__ import annotations
 
 import datetime
-import os
 import random
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support import local_tz
 
 from pytest_smtp_sink.config import SinkConfig, from_options, parse_argv
 from pytest_smtp_sink.protocol import (
@@ -136,26 +135,14 @@ def lines(*cmds: str) -> bytes:
 
 @pytest.fixture
 def utc() -> Iterator[None]:
-    yield from _tz("UTC")
+    with local_tz("UTC"):
+        yield
 
 
 @pytest.fixture
 def new_york() -> Iterator[None]:
-    yield from _tz("America/New_York")
-
-
-def _tz(name: str) -> Iterator[None]:
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = name
-    time.tzset()
-    try:
+    with local_tz("America/New_York"):
         yield
-    finally:
-        if old is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
 
 
 # ------------------------------------------------------------------------ greeting
@@ -1358,7 +1345,7 @@ def test_dump_lmtp_ipv6_and_unix(utc: None) -> None:
 def test_format_date(tz: str, when: tuple[int, int, int, int, int, int], expected: str) -> None:
     y, mo, d, h, mi, sec = when
     ts = datetime.datetime(y, mo, d, h, mi, sec, tzinfo=datetime.timezone.utc).timestamp()
-    for _ in _tz(tz):
+    with local_tz(tz):
         assert format_date(ts) == expected
 
 

@@ -26,7 +26,7 @@ import pytest
 import trio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from netutil import ipv6_loopback_available
+from support import Log, config, ipv6_loopback_available
 
 from pytest_smtp_sink import (
     DumpFormatError,
@@ -41,23 +41,6 @@ LIMIT = 10.0  # seconds: the most any single wait for the server may take
 LOAD_LIMIT = 40.0  # seconds: the whole load test of one variant
 
 Address = tuple[str, int] | str
-
-
-def config(**options: Any) -> SinkConfig:
-    return SinkConfig().replace(**options)
-
-
-class Log:
-    """Collects the server's ``log(level, text)`` calls."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str]] = []
-
-    def __call__(self, level: str, text: str) -> None:
-        self.records.append((level, text))
-
-    def errors(self) -> list[str]:
-        return [t for lv, t in self.records if lv == "error"]
 
 
 @asynccontextmanager

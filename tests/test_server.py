@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import trio
-from netutil import ipv6_loopback_available
+from support import Log, config, ipv6_loopback_available
 
 from pytest_smtp_sink.config import SinkConfig
 from pytest_smtp_sink.server import ListenError, SinkServer
@@ -35,23 +35,6 @@ BODY = b"Subject: hi\r\n\r\nbody\r\n.\r\n"
 
 HAVE_IPV6 = ipv6_loopback_available()
 needs_ipv6 = pytest.mark.skipif(not HAVE_IPV6, reason="no IPv6 loopback on this host")
-
-
-def config(**options: Any) -> SinkConfig:
-    return SinkConfig().replace(**options)
-
-
-class Log:
-    """Collects the server's ``log(level, text)`` calls."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str]] = []
-
-    def __call__(self, level: str, text: str) -> None:
-        self.records.append((level, text))
-
-    def texts(self, level: str | None = None) -> list[str]:
-        return [t for lv, t in self.records if level is None or lv == level]
 
 
 @asynccontextmanager

@@ -26,7 +26,7 @@ Environment:
 from __future__ import annotations
 
 import pytest
-from netutil import ipv6_loopback_available
+from support import ipv6_loopback_available
 
 from .sinkdiff import (
     CloseMode,
