@@ -25,7 +25,7 @@ from .protocol import SinkProtocol
 if TYPE_CHECKING:
     from .server import SinkServer
 
-RECV_SIZE = 65536
+RECV_SIZE = 65536  # one recv per readable socket; also the session tasks' read size
 
 
 class _Conn:

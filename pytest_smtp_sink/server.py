@@ -36,10 +36,9 @@ from .protocol import (
     SinkProtocol,
     Tables,
 )
-from .reactor import Reactor
+from .reactor import RECV_SIZE, Reactor
 from .transaction import Transaction
 
-RECV_SIZE = 65536
 _INT_MAX = 2**31 - 1  # listen() backlog and socket buffer sizes are C ints
 _EPHEMERAL_RETRIES = 10  # ":0" on both families: another port when the v6 twin is taken
 
