@@ -317,31 +317,39 @@ class SinkProtocol:
 
     def _run(self) -> None:
         buf = self._in
-        while not self._paused:
-            phase = self._phase
-            if phase == _DATA:
-                if not self._scan_data():
+        pos = 0  # consumed octets: removed once at the end, not per line
+        try:
+            while not self._paused:
+                phase = self._phase
+                if phase == _DATA:
+                    if pos:
+                        del buf[:pos]
+                        pos = 0
+                    if not self._scan_data():
+                        break
+                    continue
+                if phase == _CLOSED:
+                    buf.clear()
+                    return
+                idx = buf.find(b"\r\n", pos)
+                if idx < 0:
+                    if len(buf) - pos > MAX_LINE:
+                        self._close("command line too long")
+                        return
                     break
-                continue
-            if phase == _CLOSED:
-                buf.clear()
-                return
-            idx = buf.find(b"\r\n")
-            if idx < 0:
-                if len(buf) > MAX_LINE:
+                if idx - pos > MAX_LINE - 2:
                     self._close("command line too long")
                     return
-                break
-            if idx > MAX_LINE - 2:
-                self._close("command line too long")
-                return
-            line = bytes(buf[:idx])
-            del buf[: idx + 2]
-            self.lines += 1
-            if phase == _AUTH:
-                self._auth_line(line)
-            else:
-                self._command(line)
+                line = bytes(buf[pos:idx])
+                pos = idx + 2
+                self.lines += 1
+                if phase == _AUTH:
+                    self._auth_line(line)
+                else:
+                    self._command(line)
+        finally:
+            if pos:
+                del buf[:pos]
         if self._eof and not self._paused and self._phase != _CLOSED:
             self._close(None)
 
