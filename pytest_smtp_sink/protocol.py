@@ -582,9 +582,7 @@ class SinkProtocol:
             # Transform as it arrives (dump_body piece by piece), so that a big message is
             # held once, in its dumped form. The two raw octets before the chunk decide
             # whether a dot at its start follows a CRLF.
-            context = self._tail[-2:]
-            text = (context + chunk).replace(b"\r\n.", b"\r\n").replace(b"\r", b"")
-            self._chunks.append(text[len(context) - context.count(b"\r") :])
+            self._chunks.append(dump_form(self._tail[-2:], chunk))
 
     def _end_of_data(self) -> None:
         self._dot_count = self.rcpts
@@ -718,7 +716,13 @@ class SinkProtocol:
         self.events.append(Close(warning))
 
 
+def dump_form(context: bytes, raw: bytes) -> bytes:
+    """``raw`` DATA as dumped (reference §14.4): every CR dropped, and each dot that follows
+    CRLF. ``context`` is the (at most two) raw octets before it, already transformed."""
+    text = (context + raw).replace(b"\r\n.", b"\r\n").replace(b"\r", b"")
+    return text[len(context) - context.count(b"\r") :]
+
+
 def dump_body(raw: bytes) -> bytes:
-    """Data as dumped (reference §14.4): drop every CR and each dot that follows CRLF."""
-    text = (b"\r\n" + raw).replace(b"\r\n.", b"\r\n").replace(b"\r", b"")
-    return text[1:]
+    """A whole message's DATA as dumped (the data phase starts as if after a CRLF)."""
+    return dump_form(b"\r\n", raw)
