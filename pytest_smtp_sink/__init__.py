@@ -1,11 +1,11 @@
 """pytest-smtp-sink: Postfix smtp-sink(1) on trio, and a pytest plugin around it."""
 
-from .config import ConfigError, SinkConfig, from_options, parse_argv
-from .dumpreader import DumpFormatError, parse_dump
-from .protocol import SinkProtocol
-from .server import ListenError, SinkServer
-from .sink import SmtpSink, open_sink
-from .transaction import Transaction
+from .core.config import ConfigError, SinkConfig, from_options, parse_argv
+from .core.protocol import SinkProtocol
+from .dump.reader import DumpFormatError, parse_dump
+from .dump.transaction import Transaction
+from .plugin.handle import SmtpSink, open_sink
+from .server.server import ListenError, SinkServer
 
 __all__ = [
     "ConfigError",

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from .config import USAGE, ConfigError, Invocation, UsageError, parse_argv
-from .server import ListenError, SinkServer, stderr_logger
+from .core.config import USAGE, ConfigError, Invocation, UsageError, parse_argv
+from .server.server import ListenError, SinkServer, stderr_logger
 
 
 class Fatal(Exception):

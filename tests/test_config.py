@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_smtp_sink.config import (
+from pytest_smtp_sink.core.config import (
     COMMAND_NAMES,
     DEFAULT_HARD_REPLY,
     DEFAULT_SOFT_REPLY,

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from support import local_tz
 
-from pytest_smtp_sink.config import SinkConfig
-from pytest_smtp_sink.dumpfile import DumpWriter, expand_template
-from pytest_smtp_sink.transaction import Transaction, format_date, received_value
+from pytest_smtp_sink.core.config import SinkConfig
+from pytest_smtp_sink.dump.transaction import Transaction, format_date, received_value
+from pytest_smtp_sink.dump.writer import DumpWriter, expand_template
 
 T_MAIL = datetime.datetime(2026, 11, 24, 22, 6, 54, tzinfo=datetime.timezone.utc).timestamp()
 DAY = 86400.0
@@ -239,7 +239,7 @@ def test_disk_full_leaves_no_partial_dump(
     nothing partial is left: no -d file, and the -D file cut back to its whole messages."""
     import errno
 
-    from pytest_smtp_sink import dumpfile
+    from pytest_smtp_sink.dump import writer as dumpfile
 
     cfg = (
         SinkConfig(dump_template=f"{tmp_path}/d/msg.")

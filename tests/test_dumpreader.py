@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_smtp_sink import DumpFormatError, Transaction, parse_dump
-from pytest_smtp_sink.transaction import format_date, received_value
+from pytest_smtp_sink.dump.transaction import format_date, received_value
 
 # ------------------------------------------- real dumps (reference §14.6, Postfix 3.7)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_smtp_sink.config import ConfigError, SinkConfig, from_options
-from pytest_smtp_sink.protocol import MessageReceived, SinkProtocol
+from pytest_smtp_sink.core.config import ConfigError, SinkConfig, from_options
+from pytest_smtp_sink.core.protocol import MessageReceived, SinkProtocol
 
 R_TOO_BIG = b"552 5.3.4 Error: message file too big\r\n"
 

@@ -374,7 +374,7 @@ def test_server_crash(smtp_sink, monkeypatch):
     def boom(self, data):
         raise RuntimeError("boom inside the protocol")
 
-    monkeypatch.setattr("pytest_smtp_sink.protocol.SinkProtocol.receive", boom)
+    monkeypatch.setattr("pytest_smtp_sink.core.protocol.SinkProtocol.receive", boom)
     with pytest.raises((smtplib.SMTPException, OSError)):
         send(smtp_sink.address)
 
@@ -639,4 +639,4 @@ def test_plugin_is_registered(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*--smtp-sink-dump=DIR*", "*--smtp-sink-verbose*"])
     result.stdout.fnmatch_lines(["*smtp_sink_listen*", "*smtp_sink_hostname*"])
     assert sys.modules["pytest_smtp_sink.plugin"].__name__ == "pytest_smtp_sink.plugin"
-    assert Path(sys.modules["pytest_smtp_sink.plugin"].__file__ or "").name == "plugin.py"
+    assert Path(sys.modules["pytest_smtp_sink.plugin"].__file__ or "").parent.name == "plugin"

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from support import local_tz
 
-from pytest_smtp_sink.config import SinkConfig, from_options, parse_argv
-from pytest_smtp_sink.protocol import (
+from pytest_smtp_sink.core.config import SinkConfig, from_options, parse_argv
+from pytest_smtp_sink.core.protocol import (
     ABORT_REPLY,
     Abort,
     Close,
@@ -33,7 +33,7 @@ from pytest_smtp_sink.protocol import (
     dump_body,
     sanitize,
 )
-from pytest_smtp_sink.transaction import Transaction, format_date, with_queue_id
+from pytest_smtp_sink.dump.transaction import Transaction, format_date, with_queue_id
 
 # 2026-11-24 22:06:54 UTC, the time of the real dumps in reference §14.6
 T_DUMP = datetime.datetime(2026, 11, 24, 22, 6, 54, tzinfo=datetime.timezone.utc).timestamp()

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pytest_smtp_sink.config import SinkConfig, parse_argv
-from pytest_smtp_sink.protocol import (
+from pytest_smtp_sink.core.config import SinkConfig, parse_argv
+from pytest_smtp_sink.core.protocol import (
     Abort,
     Close,
     Delay,
@@ -21,7 +21,7 @@ from pytest_smtp_sink.protocol import (
     SinkProtocol,
     dump_body,
 )
-from pytest_smtp_sink.transaction import Transaction, format_date, received_value
+from pytest_smtp_sink.dump.transaction import Transaction, format_date, received_value
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

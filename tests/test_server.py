@@ -21,9 +21,9 @@ import pytest
 import trio
 from support import Log, config, ipv6_loopback_available
 
-from pytest_smtp_sink.config import SinkConfig
-from pytest_smtp_sink.server import ListenError, SinkServer
-from pytest_smtp_sink.transaction import Transaction
+from pytest_smtp_sink.core.config import SinkConfig
+from pytest_smtp_sink.dump.transaction import Transaction
+from pytest_smtp_sink.server.server import ListenError, SinkServer
 
 pytestmark = pytest.mark.trio
 

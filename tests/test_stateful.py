@@ -22,8 +22,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from pytest_smtp_sink.config import SinkConfig
-from pytest_smtp_sink.protocol import (
+from pytest_smtp_sink.core.config import SinkConfig
+from pytest_smtp_sink.core.protocol import (
     Close,
     Event,
     MessageEnd,

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 import trio
 
+from ..core.config import SinkConfig
+from ..server.server import Endpoint, LogFunc, SinkServer
 from .capture import Capture
-from .config import SinkConfig
-from .server import Endpoint, LogFunc, SinkServer
-from .sink import SmtpSink, attach_capture
+from .handle import SmtpSink, attach_capture
 
 T = TypeVar("T")
 

@@ -18,10 +18,10 @@ from typing import Any, NoReturn
 
 import pytest
 
-from .config import ConfigError, SinkConfig, from_options
-from .server import Endpoint, ListenError
-from .sink import SmtpSink
-from .sinkthread import SinkError, SinkThread
+from ..core.config import ConfigError, SinkConfig, from_options
+from ..server.server import Endpoint, ListenError
+from .handle import SmtpSink
+from .loop import SinkError, SinkThread
 
 LOG = logging.getLogger("pytest_smtp_sink")
 COMMAND_LOG = logging.getLogger("pytest_smtp_sink.commands")

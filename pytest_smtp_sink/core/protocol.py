@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import SinkConfig, encode_text
-from .transaction import (
+from ..dump.transaction import (
     Transaction,
     format_date,
     mail_or_rcpt_value,
     received_value,
 )
+from .config import SinkConfig, encode_text
 
 MAX_LINE = 2048  # octets, CRLF included (reference §4.2)
 END_OF_DATA = b"\r\n.\r\n"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .protocol import SinkProtocol
+from ..core.protocol import SinkProtocol
 
 if TYPE_CHECKING:
     from .server import SinkServer

@@ -14,10 +14,10 @@ from typing import Any
 
 import trio
 
+from ..core.config import SinkConfig, from_options
+from ..dump.transaction import Transaction
+from ..server.server import LogFunc, SinkServer
 from .capture import Capture, Transcript
-from .config import SinkConfig, from_options
-from .server import LogFunc, SinkServer
-from .transaction import Transaction
 
 
 class SmtpSink:

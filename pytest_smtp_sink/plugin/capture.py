@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .transaction import Transaction
+from ..dump.transaction import Transaction
 
 
 class Transcript:

@@ -12,7 +12,7 @@ import os
 import random
 import time
 
-from .config import SinkConfig
+from ..core.config import SinkConfig
 from .transaction import Transaction, with_queue_id
 
 FILE_MODE = 0o644

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 import trio
 
-from .config import SinkConfig
-from .dumpfile import DumpWriter
-from .protocol import (
+from ..core.config import SinkConfig
+from ..core.protocol import (
     ABORT_REPLY,
     Abort,
     Close,
@@ -36,8 +35,9 @@ from .protocol import (
     SinkProtocol,
     Tables,
 )
-from .reactor import RECV_SIZE, Reactor
-from .transaction import Transaction
+from ..dump.transaction import Transaction
+from ..dump.writer import DumpWriter
+from .selector import RECV_SIZE, Reactor
 
 _INT_MAX = 2**31 - 1  # listen() backlog and socket buffer sizes are C ints
 _EPHEMERAL_RETRIES = 10  # ":0" on both families: another port when the v6 twin is taken

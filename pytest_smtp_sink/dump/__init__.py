@@ -1,0 +1,1 @@
+"""The smtp-sink dump format: Transaction, writing -d/-D files, parse_dump."""

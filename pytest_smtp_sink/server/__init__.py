@@ -1,0 +1,1 @@
+"""The trio server: listeners, sessions and the drivers that serve them."""
