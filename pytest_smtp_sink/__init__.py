@@ -1,6 +1,8 @@
 """pytest-smtp-sink: Postfix smtp-sink(1) on trio, and a pytest plugin around it."""
 
-from .core.config import ConfigError, SinkConfig, from_options, parse_argv
+from .core.argv import parse_argv
+from .core.config import SinkConfig, from_options
+from .core.errors import ConfigError
 from .core.protocol import SinkProtocol
 from .dump.reader import DumpFormatError, parse_dump
 from .dump.transaction import Transaction

@@ -10,7 +10,9 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from .core.config import USAGE, ConfigError, Invocation, UsageError, parse_argv
+from .core.argv import Invocation, parse_argv
+from .core.errors import ConfigError, UsageError
+from .core.options import USAGE
 from .server.server import ListenError, SinkServer, stderr_logger
 
 

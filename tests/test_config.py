@@ -10,17 +10,14 @@ from typing import Any
 
 import pytest
 
-from pytest_smtp_sink.core.config import (
+from pytest_smtp_sink.core.argv import Invocation, parse_argv
+from pytest_smtp_sink.core.config import SinkConfig, from_options
+from pytest_smtp_sink.core.errors import ConfigError, UsageError
+from pytest_smtp_sink.core.options import OPTSTRING, USAGE
+from pytest_smtp_sink.core.values import (
     COMMAND_NAMES,
     DEFAULT_HARD_REPLY,
     DEFAULT_SOFT_REPLY,
-    OPTSTRING,
-    ConfigError,
-    Invocation,
-    SinkConfig,
-    UsageError,
-    from_options,
-    parse_argv,
     parse_commands,
     parse_delay_spec,
     unescape,
@@ -73,8 +70,26 @@ def test_invocation_fields() -> None:
     assert inv == Invocation(SinkConfig(verbose=1), "127.0.0.1:2525", 7)
 
 
+def _getopt_letters(optstring: str) -> set[tuple[str, bool]]:
+    """(letter, takes an argument) for each letter of a getopt string."""
+    return {(c, optstring[i + 1 : i + 2] == ":") for i, c in enumerate(optstring) if c != ":"}
+
+
 def test_optstring_is_postfix() -> None:
-    assert OPTSTRING == "468aA:b:B:cCd:D:eEf:Fh:H:Ln:m:M:NpPq:Q:r:R:s:S:t:T:u:vw:W:"
+    # The getopt string of Postfix 3.7's smtp-sink.c (the order of letters does not matter).
+    postfix = "468aA:b:B:cCd:D:eEf:Fh:H:Ln:m:M:NpPq:Q:r:R:s:S:t:T:u:vw:W:"
+    assert _getopt_letters(OPTSTRING) == _getopt_letters(postfix)
+    assert len(OPTSTRING) == len(postfix)
+
+
+def test_usage_is_postfix() -> None:
+    assert USAGE.format(prog="smtp-sink") == (
+        "usage: smtp-sink [-468acCeEFLpPv] [-A abort_delay] [-b soft_bounce_reply]"
+        " [-B hard_bounce_reply] [-d dump-template] [-D dump-template] [-f commands]"
+        " [-h hostname] [-m max_concurrency] [-M message_quit_count] [-n quit_count]"
+        " [-q commands] [-r commands] [-R root-dir] [-s commands] [-S start-string]"
+        " [-u user_privs] [-w delay] [host]:port backlog"
+    )
 
 
 # ------------------------------------------------------------------ every option
@@ -685,3 +700,35 @@ def test_config_is_frozen() -> None:
     c = SinkConfig()
     with pytest.raises(AttributeError):
         c.hostname = "x"  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------ the option table
+
+
+def test_every_field_has_an_option_row_and_every_row_a_field() -> None:
+    import dataclasses
+
+    from pytest_smtp_sink.core.options import OPTIONS, PLUGIN_ONLY
+
+    fields = {f.name for f in dataclasses.fields(SinkConfig)}
+    rows = {o.name for o in OPTIONS if o.scope != PLUGIN_ONLY}
+    assert rows - fields == {"data_delay"}  # -w: the DATA entry of ``delays``
+    assert fields <= rows
+
+
+def test_derived_sets() -> None:
+    from pytest_smtp_sink.core.options import CLI_ONLY_NAMES, LISTENER_NAMES, NEEDS_TASK_NAMES
+
+    assert {"counters", "max_messages", "max_sessions", "user", "chroot"} == CLI_ONLY_NAMES
+    assert {"family", "max_connections", "tcp_window", "listen"} == LISTENER_NAMES
+    assert {"abort_delay", "data_read_delay", "data_delay", "delays"} == NEEDS_TASK_NAMES
+    assert not SinkConfig().needs_task
+    assert SinkConfig(abort_delay=0.0).needs_task
+    assert SinkConfig(data_read_delay=1.0).needs_task
+    assert SinkConfig(delays={"RCPT": (1.0, 0)}).needs_task
+
+
+def test_options_are_checked_as_getopt_reaches_them() -> None:
+    # Postfix reports the bad -b before the unknown -Z that follows it.
+    err = fatal("-b", "4", "-Z")
+    assert str(err) == "bad soft error reply: 4"

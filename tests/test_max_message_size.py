@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_smtp_sink.core.config import ConfigError, SinkConfig, from_options
+from pytest_smtp_sink.core.config import SinkConfig, from_options
+from pytest_smtp_sink.core.errors import ConfigError
 from pytest_smtp_sink.core.protocol import MessageReceived, SinkProtocol
 
 R_TOO_BIG = b"552 5.3.4 Error: message file too big\r\n"

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from support import local_tz
 
-from pytest_smtp_sink.core.config import SinkConfig, from_options, parse_argv
+from pytest_smtp_sink.core.argv import parse_argv
+from pytest_smtp_sink.core.config import SinkConfig, from_options
 from pytest_smtp_sink.core.protocol import (
     ABORT_REPLY,
     Abort,

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pytest_smtp_sink.core.config import SinkConfig, parse_argv
+from pytest_smtp_sink.core.argv import parse_argv
+from pytest_smtp_sink.core.config import SinkConfig
 from pytest_smtp_sink.core.protocol import (
     Abort,
     Close,

@@ -55,3 +55,13 @@ def test_readme_trio_example_runs() -> None:
             assert "by mx.test (smtp-sink)" in tx.received
 
     trio.run(check)
+
+
+def test_readme_option_table_is_the_option_table() -> None:
+    """README's option table is generated from the one option table (core/options.py).
+
+    After adding or changing an option, paste ``readme_table()``'s output into README.rst.
+    """
+    from pytest_smtp_sink.core.options import readme_table
+
+    assert readme_table() in README.read_text(encoding="utf-8")

@@ -21,7 +21,8 @@ from ..dump.transaction import (
     mail_or_rcpt_value,
     received_value,
 )
-from .config import SinkConfig, encode_text
+from .config import SinkConfig
+from .values import encode_text
 
 MAX_LINE = 2048  # octets, CRLF included (reference §4.2)
 END_OF_DATA = b"\r\n.\r\n"

@@ -8,7 +8,6 @@ defaults for the duration of the test and hands out what the test's clients sent
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import re
@@ -18,7 +17,9 @@ from typing import Any, NoReturn
 
 import pytest
 
-from ..core.config import ConfigError, SinkConfig, from_options
+from ..core.config import SinkConfig, from_options
+from ..core.errors import ConfigError
+from ..core.options import CLI_ONLY_NAMES, LISTENER_NAMES, OPTIONS, PYTEST_NAMES, ini_help
 from ..server.server import Endpoint, ListenError
 from .handle import SmtpSink
 from .loop import SinkError, SinkThread
@@ -26,14 +27,6 @@ from .loop import SinkError, SinkThread
 LOG = logging.getLogger("pytest_smtp_sink")
 COMMAND_LOG = logging.getLogger("pytest_smtp_sink.commands")
 
-# Fields that only make sense on the command line (they stop or re-own the process).
-CLI_ONLY = frozenset({"counters", "max_messages", "max_sessions", "user", "chroot"})
-# Options that need a socket of their own: such a test gets a dedicated listener.
-LISTENER_OPTIONS = frozenset({"family", "max_connections", "tcp_window", "listen"})
-OPTION_NAMES = (
-    *sorted(f.name for f in dataclasses.fields(SinkConfig) if f.name not in CLI_ONLY),
-    "data_delay",
-)
 
 # Captured messages live in memory: a runaway client should fail its test, not the machine.
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
@@ -66,8 +59,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(default 127.0.0.1:0, an ephemeral port)",
         default="127.0.0.1:0",
     )
-    for name in OPTION_NAMES:
-        parser.addini(f"smtp_sink_{name}", f"default for the smtp_sink marker's {name}")
+    helps = {o.name: ini_help(o) for o in reversed(OPTIONS)}  # -4 before -6
+    for name in PYTEST_NAMES:
+        parser.addini(f"smtp_sink_{name}", helps[name])
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -104,7 +98,7 @@ def _ini_listen(config: pytest.Config) -> str:
 
 def _ini_options(config: pytest.Config) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in OPTION_NAMES:
+    for name in PYTEST_NAMES:
         value = config.getini(f"smtp_sink_{name}")
         if isinstance(value, str) and value.strip() != "":
             out[name] = value.strip()
@@ -209,7 +203,7 @@ def _build_config(
     options = dict(options)
     listen = options.pop("listen", None)
     for name in options:
-        if name in CLI_ONLY:
+        if name in CLI_ONLY_NAMES:
             raise ConfigError(
                 f"{name} is a command-line option of smtp-sink; it cannot be used in a test",
                 option=name,
@@ -223,7 +217,7 @@ def _build_config(
             raise ConfigError(str(exc), option="listen") from None
     # No options: the very same object, so that the fixture can skip the config swap.
     cfg = from_options(options, base=base) if options else base
-    dedicated = listen is not None or any(n in LISTENER_OPTIONS for n in options)
+    dedicated = listen is not None or any(n in LISTENER_NAMES for n in options)
     return cfg, listen, dedicated
 
 

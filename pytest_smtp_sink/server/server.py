@@ -385,7 +385,7 @@ class SinkServer:
                         raise
                 conn.setblocking(False)
                 cfg = self._config
-                if cfg.delays or cfg.abort_delay is not None or cfg.data_read_delay is not None:
+                if cfg.needs_task:
                     nursery.start_soon(self._session, conn, peer, limit)
                 else:
                     reactor.add(conn, peer)
