@@ -1,13 +1,40 @@
-"""pytest-smtp-sink: Postfix smtp-sink(1) on trio, and a pytest plugin around it."""
+"""pytest-smtp-sink: Postfix smtp-sink(1) on trio, and a pytest plugin around it.
 
-from .core.argv import parse_argv
-from .core.config import SinkConfig, from_options
-from .core.errors import ConfigError
-from .core.protocol import SinkProtocol
-from .dump.reader import DumpFormatError, parse_dump
-from .dump.transaction import Transaction
-from .plugin.handle import SmtpSink, open_sink
-from .server.server import ListenError, SinkServer
+The public names are imported on first use, so that importing the package (the pytest
+plugin does at every run) costs nothing until a sink is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .core.argv import parse_argv
+    from .core.config import SinkConfig, from_options
+    from .core.errors import ConfigError
+    from .core.protocol import SinkProtocol
+    from .dump.reader import DumpFormatError, parse_dump
+    from .dump.transaction import Transaction
+    from .plugin.handle import SmtpSink, open_sink
+    from .server.listeners import ListenError
+    from .server.server import SinkServer
+
+# public name -> the module that defines it
+_LOCATIONS = {
+    "ConfigError": ".core.errors",
+    "DumpFormatError": ".dump.reader",
+    "ListenError": ".server.listeners",
+    "SinkConfig": ".core.config",
+    "SinkProtocol": ".core.protocol",
+    "SinkServer": ".server.server",
+    "SmtpSink": ".plugin.handle",
+    "Transaction": ".dump.transaction",
+    "from_options": ".core.config",
+    "open_sink": ".plugin.handle",
+    "parse_argv": ".core.argv",
+    "parse_dump": ".dump.reader",
+}
 
 __all__ = [
     "ConfigError",
@@ -24,3 +51,16 @@ __all__ = [
     "parse_dump",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return [*globals(), *__all__]

@@ -13,7 +13,8 @@ import trio
 from .core.argv import Invocation, parse_argv
 from .core.errors import ConfigError, UsageError
 from .core.options import USAGE
-from .server.server import ListenError, SinkServer, stderr_logger
+from .server.listeners import ListenError
+from .server.server import SinkServer, stderr_logger
 
 
 class Fatal(Exception):

@@ -6,7 +6,9 @@ import pytest
 
 from pytest_smtp_sink.core.config import SinkConfig, from_options
 from pytest_smtp_sink.core.errors import ConfigError
-from pytest_smtp_sink.core.protocol import MessageReceived, SinkProtocol
+from pytest_smtp_sink.core.events import MessageReceived
+from pytest_smtp_sink.core.protocol import SinkProtocol
+from pytest_smtp_sink.dump.transaction import Transaction
 
 R_TOO_BIG = b"552 5.3.4 Error: message file too big\r\n"
 
@@ -50,7 +52,7 @@ def test_lmtp_gets_one_552_per_recipient_and_the_next_message_is_kept() -> None:
     out, events = session(cfg, data)
     assert out.count(R_TOO_BIG) == 3
     assert out.endswith(b"354 End data with <CR><LF>.<CR><LF>\r\n250 2.2.0 Ok\r\n")
-    [tx] = [e.transaction for e in events if isinstance(e, MessageReceived)]
+    [tx] = [Transaction.from_envelope(e.envelope) for e in events if isinstance(e, MessageReceived)]
     assert tx.data == b"small\n\n"
 
 

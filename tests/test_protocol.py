@@ -17,8 +17,7 @@ from support import local_tz
 
 from pytest_smtp_sink.core.argv import parse_argv
 from pytest_smtp_sink.core.config import SinkConfig, from_options
-from pytest_smtp_sink.core.protocol import (
-    ABORT_REPLY,
+from pytest_smtp_sink.core.events import (
     Abort,
     Close,
     CommandLogged,
@@ -29,11 +28,10 @@ from pytest_smtp_sink.core.protocol import (
     MessageReceived,
     QuitReceived,
     ReadDelay,
-    SinkProtocol,
-    Tables,
-    dump_body,
-    sanitize,
 )
+from pytest_smtp_sink.core.framing import dump_body, sanitize
+from pytest_smtp_sink.core.protocol import SinkProtocol
+from pytest_smtp_sink.core.replies import ABORT_REPLY, Tables
 from pytest_smtp_sink.dump.transaction import Transaction, format_date, with_queue_id
 
 # 2026-11-24 22:06:54 UTC, the time of the real dumps in reference §14.6
@@ -109,7 +107,7 @@ class Sink:
                 if not self.auto:
                     continue
                 if isinstance(ev, Delay):
-                    self.p.resume()
+                    self.p.delay_elapsed()
                 elif isinstance(ev, MessageReceived):
                     self.p.message_stored(self.store_ok)
 
@@ -127,7 +125,7 @@ class Sink:
 
     @property
     def transactions(self) -> list[Transaction]:
-        return [e.transaction for e in self.of(MessageReceived)]
+        return [Transaction.from_envelope(e.envelope) for e in self.of(MessageReceived)]
 
 
 def lines(*cmds: str) -> bytes:
@@ -193,7 +191,7 @@ def test_delayed_greeting() -> None:
     assert s.take() == [Delay(3.0)]
     assert s.p.paused
     assert s.send(b"NOOP\r\n") == b""  # no input is read before the greeting
-    s.p.resume()
+    s.p.delay_elapsed()
     assert s.pump() == GREETING + OK
 
 
@@ -201,7 +199,7 @@ def test_delayed_and_rejected_greeting() -> None:
     # Q8: Postfix hangs; we send the rejection after the delay and go on.
     s = Sink("-W", "connect:1", "-f", "connect", auto=False)
     assert s.take() == [Delay(1.0)]
-    s.p.resume()
+    s.p.delay_elapsed()
     assert s.pump() == HARD
     assert s.send(b"NOOP\r\n") == OK
 
@@ -692,7 +690,7 @@ def test_not_collecting_still_counts_messages() -> None:
     assert s.send(b"hi\r\n.\r\n") == OK
     assert s.of(MessageReceived) == []
     assert s.of(MessageEnd) == [MessageEnd()]
-    assert s.p.last_transaction is None
+    assert s.p.last_envelope is None
 
 
 def test_collect_defaults_to_dumping() -> None:
@@ -703,7 +701,8 @@ def test_collect_defaults_to_dumping() -> None:
 
 def test_last_transaction() -> None:
     s, _ = data_session(b"hi\r\n.\r\n")
-    assert s.p.last_transaction == s.transactions[0]
+    assert s.p.last_envelope is not None
+    assert Transaction.from_envelope(s.p.last_envelope) == s.transactions[0]
 
 
 def test_dump_body_examples() -> None:
@@ -816,8 +815,8 @@ def test_dot_rejection_comes_after_the_message(opts: list[str], reply: bytes) ->
     assert s.send(b"hi\r\n.\r\nNOOP\r\n") == b""  # paused: the message is being stored
     [ev] = s.take()
     assert isinstance(ev, MessageReceived)
-    assert ev.transaction.data == b"hi\n\n"
-    assert ev.timestamp == T_DUMP
+    assert ev.envelope.data == b"hi\n\n"
+    assert ev.envelope.timestamp == T_DUMP
     s.p.message_stored(True)
     out = s.pump()
     if opts[0] in ("-f", "-r"):
@@ -939,7 +938,7 @@ def test_delay_keeps_command_order() -> None:
     assert s.send(b"NOOP\r\nRSET\r\n") == b""
     assert s.take() == [Delay(2.0)]
     assert s.p.paused
-    s.p.resume()
+    s.p.delay_elapsed()
     assert s.pump() == OK + MAIL_OK
     assert not s.p.paused
 
@@ -948,10 +947,10 @@ def test_two_delayed_commands_two_replies() -> None:
     s = Sink("-W", "noop:2", auto=False)
     assert s.send(b"NOOP\r\nNOOP\r\nQUIT\r\n") == b""
     assert s.take() == [Delay(2.0)]
-    s.p.resume()
+    s.p.delay_elapsed()
     assert s.pump() == OK
     assert s.take() == [Delay(2.0)]
-    s.p.resume()
+    s.p.delay_elapsed()
     assert s.pump() == OK + BYE
     assert s.take() == [QuitReceived(), Close(None)]
 
@@ -963,7 +962,7 @@ def test_input_while_paused_waits() -> None:
     assert s.send(b"") == b""  # EOF is held until the reply
     assert not s.p.closed
     s.auto = True
-    s.p.resume()
+    s.p.delay_elapsed()
     assert s.pump() == RCPT_OK + DATA_OK + OK
     assert [type(e) for e in s.take()] == [Delay, MessageReceived, MessageEnd, Close]
 
@@ -972,7 +971,7 @@ def test_delayed_reply_worked_out_at_send_time() -> None:
     s = Sink("-w", "1", auto=False)
     assert s.send(b"MAIL FROM:<a>\r\nDATA\r\n") == MAIL_OK
     s.take()
-    s.p.resume()
+    s.p.delay_elapsed()
     assert s.pump() == NEED_RCPT
 
 
@@ -981,7 +980,7 @@ def test_w_holds_pipelined_replies_t12() -> None:
     out = s.send(b"HELO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n")
     assert out == b"250 smtp-sink\r\n" + MAIL_OK + RCPT_OK  # the driver sends these now
     assert s.take() == [Delay(1.0)]
-    s.p.resume()
+    s.p.delay_elapsed()
     assert s.pump() == DATA_OK
     s.auto = True
     assert s.send(b"x\r\n.\r\nQUIT\r\n") == OK + BYE
@@ -992,7 +991,7 @@ def test_delayed_quit() -> None:
     assert s.send(b"QUIT\r\n") == b""
     assert s.take() == [Delay(2.0)]
     assert not s.p.closed
-    s.p.resume()
+    s.p.delay_elapsed()
     assert s.pump() == BYE
     assert s.take() == [QuitReceived(), Close(None)]
 
@@ -1006,7 +1005,7 @@ def test_delayed_dot_after_store() -> None:
     s.p.message_stored(True)
     assert s.pump() == b""
     assert s.take() == [MessageEnd(), Delay(1.0)]
-    s.p.resume()
+    s.p.delay_elapsed()
     assert s.pump() == OK
 
 
@@ -1044,7 +1043,7 @@ def test_delay_odds(rolls: list[int], seconds: float | None) -> None:
     else:
         assert p.take_output() == b""
         assert p.take_events() == [Delay(seconds)]
-        p.resume()
+        p.delay_elapsed()
         assert p.take_output() == OK
 
 
@@ -1086,8 +1085,66 @@ def test_read_delay() -> None:
     assert s.take() == []
     assert s.send(ENVELOPE) == ENVELOPE_REPLIES
     assert s.take() == [ReadDelay(2.0)]
-    # data already buffered is processed without waiting
+    assert s.p.paused
+    assert s.send(b"x\r\n.\r\n") == b""  # held until the delay is over
+    s.p.read_delay_elapsed()
+    assert s.pump() == OK
+    assert not s.p.paused
+
+
+def test_read_delay_comes_after_the_buffered_input() -> None:
+    # Data already buffered is processed without waiting (reference §9.3): the pause comes
+    # once the input is used up.
+    s = Sink("-H", "2")
+    assert s.send(ENVELOPE + b"x\r\n.\r\nNOOP\r\n") == ENVELOPE_REPLIES + OK + OK
+    assert s.take()[-1] == ReadDelay(2.0)
+
+
+def test_abort_elapsed_sends_the_550_and_closes() -> None:
+    s = Sink("-A", "1")
+    s.send(ENVELOPE)
+    assert s.take() == [Abort(1.0)]
+    s.p.abort_elapsed()
+    assert s.pump() == ABORT_REPLY
+    assert s.take() == [Close()]
+    assert s.p.closed
+
+
+def test_acknowledging_the_wrong_pause_is_an_error() -> None:
+    from pytest_smtp_sink.core.protocol import ProtocolError
+
+    s = Sink("-H", "2")
+    s.send(ENVELOPE)
+    with pytest.raises(ProtocolError):
+        s.p.delay_elapsed()
+    with pytest.raises(ProtocolError):
+        s.p.message_stored(True)
+    s.p.read_delay_elapsed()
+    with pytest.raises(ProtocolError):
+        s.p.read_delay_elapsed()
+
+
+def test_every_pause_ends_its_batch() -> None:
+    s = Sink("-W", "rcpt:1", "-W", "mail:1", auto=False)
+    s.send(ENVELOPE + b"NOOP\r\n")
+    batch = s.take()
+    assert batch == [Delay(1.0)]
+    s.p.delay_elapsed()
+    s.pump()
+    assert s.take() == [Delay(1.0)]
+
+
+def test_new_tables_apply_from_the_next_transaction() -> None:
+    # collect off at MAIL, on at ".": the transaction keeps what it began with
+    s = Sink(collect=False)
+    s.send(ENVELOPE)
+    s.p.set_tables(Tables(from_options({"hostname": "mx.test"})), True)
     assert s.send(b"x\r\n.\r\n") == OK
+    assert s.transactions == []
+    assert s.send(b"HELO x\r\n") == b"250 mx.test\r\n"
+    s.send(ENVELOPE + b"x\r\n.\r\n")
+    [tx] = s.transactions
+    assert tx.mail_args == "<a@b>" and tx.rcpt_args == ("<c@d>",) and tx.queue_id
 
 
 # -------------------------------------------------------------- verbose and syslog
@@ -1358,8 +1415,9 @@ def test_received_date_is_mail_time(utc: None) -> None:
     clock[0] += 3600
     p.receive(b"DATA\r\nx\r\n.\r\n")
     [ev] = [e for e in p.take_events() if isinstance(e, MessageReceived)]
-    assert ev.timestamp == T_DUMP
-    assert ev.transaction.received.endswith("\tTue, 24 Nov 2026 22:06:54 +0000 (UTC)")
+    assert ev.envelope.timestamp == T_DUMP
+    received = Transaction.from_envelope(ev.envelope).received
+    assert received.endswith("\tTue, 24 Nov 2026 22:06:54 +0000 (UTC)")
 
 
 # ---------------------------------------------------------------- configuration

@@ -23,7 +23,8 @@ from support import Log, config, ipv6_loopback_available
 
 from pytest_smtp_sink.core.config import SinkConfig
 from pytest_smtp_sink.dump.transaction import Transaction
-from pytest_smtp_sink.server.server import ListenError, SinkServer
+from pytest_smtp_sink.server.listeners import ListenError
+from pytest_smtp_sink.server.server import SinkServer
 
 pytestmark = pytest.mark.trio
 

@@ -23,14 +23,9 @@ from hypothesis.stateful import (
 )
 
 from pytest_smtp_sink.core.config import SinkConfig
-from pytest_smtp_sink.core.protocol import (
-    Close,
-    Event,
-    MessageEnd,
-    MessageReceived,
-    QuitReceived,
-    SinkProtocol,
-)
+from pytest_smtp_sink.core.events import Close, Event, MessageEnd, MessageReceived, QuitReceived
+from pytest_smtp_sink.core.protocol import SinkProtocol
+from pytest_smtp_sink.dump.transaction import Transaction
 
 R_GREETING = b"220 smtp-sink ESMTP\r\n"
 R_HELO = b"250 smtp-sink\r\n"
@@ -395,7 +390,7 @@ class SinkMachine(RuleBasedStateMachine):
             assert kinds == [MessageReceived, MessageEnd], kinds
             ev = events[0]
             assert isinstance(ev, MessageReceived)
-            tx = ev.transaction
+            tx = Transaction.from_envelope(ev.envelope)
             assert (tx.mail_args, tx.rcpt_args, tx.helo, tx.data) == want_tx
         else:
             assert kinds == [MessageEnd], kinds
@@ -411,7 +406,7 @@ class SinkMachine(RuleBasedStateMachine):
             assert self.proto.rcpts == self.model.rcpts
         assert not self.proto.paused
         assert self.proto.output == b""
-        assert self.proto.events == []
+        assert self.proto.take_events() == []
 
 
 class LmtpMachine(SinkMachine):

@@ -1,9 +1,10 @@
 """The sans-IO smtp-sink session: bytes in, reply bytes and events out.
 
 Modelled on h11: no sockets, clocks or trio here. The driver feeds received bytes with
-``receive()``, sends ``take_output()`` and acts on ``take_events()``. Processing stops at a
-pause (a ``Delay`` or a ``MessageReceived`` that the driver must store) until the driver calls
-``resume()`` / ``message_stored()``, so replies always leave in command order.
+``receive()``, sends ``take_output()`` and acts on ``take_events()`` (see ``events.py``: a
+batch ends at a pause, and each pause has its acknowledgement), so replies always leave in
+command order. A new configuration (``set_tables``) applies from the next command outside a
+transaction: a transaction in progress keeps the configuration it began with.
 """
 
 from __future__ import annotations
@@ -13,180 +14,56 @@ import binascii
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from ..dump.transaction import (
-    Transaction,
-    format_date,
-    mail_or_rcpt_value,
-    received_value,
-)
 from .config import SinkConfig
-from .values import encode_text
-
-MAX_LINE = 2048  # octets, CRLF included (reference §4.2)
-END_OF_DATA = b"\r\n.\r\n"
-ABORT_REPLY = b"550 This violates SMTP\r\n"
-
-# Non-printable octets become '?' before arguments are logged or dumped (reference §4.3).
-_SANITIZE = bytes(c if 0x20 <= c <= 0x7E else 0x3F for c in range(256))
-
-
-def sanitize(raw: bytes) -> str:
-    return raw.translate(_SANITIZE).decode("ascii")
-
-
-# ------------------------------------------------------------------------- events
-
-
-class Event:
-    """Base class of what the protocol asks its driver to do or know."""
-
-    __slots__ = ()
-
-
-@dataclass(slots=True)
-class Delay(Event):
-    """Wait ``seconds``, then call ``resume()`` (a -W reply delay)."""
-
-    seconds: float
-
-
-@dataclass(slots=True)
-class ReadDelay(Event):
-    """Flush, then wait ``seconds`` before the next read from the client (-H)."""
-
-    seconds: float
-
-
-@dataclass(slots=True)
-class Abort(Event):
-    """Flush, stop reading, wait ``seconds``, send ABORT_REPLY and close (-A)."""
-
-    seconds: float
-
-
-@dataclass(slots=True)
-class Close(Event):
-    """Flush the output and close. ``warning`` is logged on stderr when set."""
-
-    warning: str | None = None
+from .envelope import Envelope, mail_or_rcpt_value
+from .events import (
+    CLOSE,
+    MESSAGE_END,
+    QUIT_RECEIVED,
+    Abort,
+    Close,
+    CommandLogged,
+    Delay,
+    Event,
+    LogLine,
+    MessageReceived,
+    Pause,
+    ReadDelay,
+)
+from .framing import END_OF_DATA, MAX_LINE, dump_form, sanitize
+from .replies import (
+    ABORT_REPLY,
+    R_334_EMPTY,
+    R_334_PASS,
+    R_334_USER,
+    R_421,
+    R_AUTH_ABORTED,
+    R_AUTH_AGAIN,
+    R_AUTH_BAD64,
+    R_AUTH_MECH,
+    R_AUTH_OK,
+    R_AUTH_SYNTAX,
+    R_BYE,
+    R_DATA,
+    R_EMPTY,
+    R_LMTP_DOT,
+    R_MAIL,
+    R_NEED_MAIL,
+    R_NEED_RCPT,
+    R_NESTED,
+    R_OK,
+    R_RCPT,
+    R_STORE_FAILED,
+    R_TOO_BIG,
+    R_UNKNOWN,
+    Tables,
+)
 
 
-@dataclass(slots=True)
-class MessageReceived(Event):
-    """End of data while collecting: store ``transaction``, then call ``message_stored()``."""
+class ProtocolError(RuntimeError):
+    """The driver broke the contract (an acknowledgement that does not match the pause)."""
 
-    transaction: Transaction
-    timestamp: float  # the MAIL time: dump file names and dates are built from it
-
-
-@dataclass(slots=True)
-class MessageEnd(Event):
-    """End of data was seen (counters, -M)."""
-
-
-@dataclass(slots=True)
-class QuitReceived(Event):
-    """QUIT was handled (counters, -n)."""
-
-
-@dataclass(slots=True)
-class LogLine(Event):
-    """A -v conversation log line (already sanitised)."""
-
-    text: str
-
-
-@dataclass(slots=True)
-class CommandLogged(Event):
-    """A -s record: ``<command> <args>``, args cut to 100 characters."""
-
-    text: str
-
-
-# -------------------------------------------------------------------- reply tables
-
-
-def _line(text: str) -> bytes:
-    return encode_text(text) + b"\r\n"
-
-
-class Tables:
-    """Replies and command tables computed once per configuration."""
-
-    def __init__(self, config: SinkConfig) -> None:
-        self.config = config
-        host = config.hostname
-        esmtp = config.esmtp and not config.pix
-        if config.pix:
-            self.greeting = b"220 ********\r\n"
-        elif not esmtp:
-            self.greeting = _line(f"220 {host}")
-        else:
-            self.greeting = _line(f"220 {host} ESMTP")
-        lines = [host]
-        if config.advertise_pipelining:
-            lines.append("PIPELINING")
-        if config.eightbitmime:
-            lines.append("8BITMIME")
-        if config.auth:
-            lines.append("AUTH PLAIN LOGIN")
-        if config.xclient:
-            lines.append("XCLIENT NAME HELO")
-        if config.xforward:
-            lines.append("XFORWARD NAME ADDR PROTO HELO")
-        if config.enhanced_status_codes:
-            lines.append("ENHANCEDSTATUSCODES")
-        if config.dsn:
-            lines.append("DSN")
-        self.ehlo = b"".join(_line(f"250-{x}") for x in lines) + b"250 \r\n"
-        self.helo = _line(f"250 {host}")
-        self.hard = _line(config.hard_bounce_reply)
-        self.soft = _line(config.soft_bounce_reply)
-        enabled = ["AUTH", "MAIL", "RCPT", "DATA", ".", "RSET", "NOOP", "VRFY", "QUIT"]
-        if config.lmtp:
-            enabled.append("LHLO")
-        elif esmtp:
-            enabled += ["HELO", "EHLO"]
-        else:
-            enabled.append("HELO")
-        if config.xclient:
-            enabled.append("XCLIENT")
-        if config.xforward:
-            enabled.append("XFORWARD")
-        self.enabled: dict[bytes, str] = {name.encode(): name for name in enabled}
-        # Commands that need more than the normal reply; the fast path skips the rest.
-        self.special = (
-            config.reject | config.soft_reject | config.disconnect | config.disconnect_421
-            | config.log_commands | frozenset(config.delays)
-        )  # fmt: skip
-        self.initial_proto = "LMTP" if config.lmtp else "SMTP"
-
-
-R_MAIL = b"250 2.1.0 Ok\r\n"
-R_RCPT = b"250 2.1.5 Ok\r\n"
-R_OK = b"250 2.0.0 Ok\r\n"
-R_DATA = b"354 End data with <CR><LF>.<CR><LF>\r\n"
-R_LMTP_DOT = b"250 2.2.0 Ok\r\n"
-R_BYE = b"221 Bye\r\n"
-R_421 = b"421 4.0.0 Server closing connection\r\n"
-R_UNKNOWN = b"500 5.5.1 Error: unknown command\r\n"
-R_EMPTY = b"500 5.5.2 Error: unknown command\r\n"
-R_NESTED = b"503 5.5.1 Error: nested MAIL command\r\n"
-R_NEED_MAIL = b"503 5.5.1 Error: need MAIL command\r\n"
-R_NEED_RCPT = b"503 5.5.1 Error: need RCPT command\r\n"
-R_STORE_FAILED = b"451 4.3.0 Error: queue file write error\r\n"
-R_TOO_BIG = b"552 5.3.4 Error: message file too big\r\n"
-R_AUTH_OK = b"235 2.7.0 Authentication successful\r\n"
-R_AUTH_SYNTAX = b"501 5.5.4 Syntax: AUTH mechanism\r\n"
-R_AUTH_MECH = b"504 5.5.4 Error: unsupported authentication mechanism\r\n"
-R_AUTH_AGAIN = b"503 5.5.1 Error: already authenticated\r\n"
-R_AUTH_ABORTED = b"501 5.7.0 Authentication aborted\r\n"
-R_AUTH_BAD64 = b"501 5.5.2 Error: invalid base64 data\r\n"
-R_334_EMPTY = b"334 \r\n"
-R_334_USER = b"334 VXNlcm5hbWU6\r\n"
-R_334_PASS = b"334 UGFzc3dvcmQ6\r\n"
 
 # phases
 _COMMAND, _DATA, _AUTH, _CLOSED = 0, 1, 2, 3
@@ -212,11 +89,12 @@ class SinkProtocol:
         self.rng = rng or random.Random()
         self.clock = clock
         self.output = bytearray()
-        self.events: list[Event] = []
+        self._events: list[Event] = []
         self._in = bytearray()
         self._phase = _COMMAND
-        self._paused = False
-        self._resume: Callable[[], None] | None = None
+        self._pause: Pause | None = None  # the pause waiting for its acknowledgement
+        self._resume: Callable[[], None] | None = None  # the delayed reply of a Delay
+        self._pending: tuple[Tables, bool] | None = None  # set_tables during a transaction
         self._eof = False
         self.lines = 0  # complete command lines received
         # session state (reference §6)
@@ -226,7 +104,10 @@ class SinkProtocol:
         self.proto = self.tables.initial_proto
         self.authenticated = False
         self._auth_step: str | None = None
+        # -A and -H: pauses that come once the buffered input is used up
         self._aborting = False
+        self._abort_after: float | None = None
+        self._read_delay: float | None = None
         # transaction being collected
         self._mail_args = ""
         self._rcpt_args: list[str] = []
@@ -242,8 +123,8 @@ class SinkProtocol:
         self._dot_error: bytes | None = None  # 451 (not stored) or 552 (too big) for "."
         self._size = 0  # octets of DATA collected so far (max_message_size)
         self._too_big = False
-        self._pending_tx: Transaction | None = None
-        self.last_transaction: Transaction | None = None
+        self._pending_envelope: Envelope | None = None
+        self.last_envelope: Envelope | None = None  # of the last end of data, if collected
 
     # ------------------------------------------------------------------ driver API
 
@@ -258,7 +139,8 @@ class SinkProtocol:
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        """A pause is waiting for its acknowledgement."""
+        return self._pause is not None
 
     @property
     def in_data(self) -> bool:
@@ -266,10 +148,12 @@ class SinkProtocol:
         return self._phase == _DATA
 
     def set_tables(self, tables: Tables, collect: bool) -> None:
-        """Switch to another configuration; it applies from the next command on."""
-        self.tables = tables
-        self.config = tables.config
-        self.collect = collect
+        """Switch to another configuration: from the next command, or, during a
+        transaction, from the first command after it."""
+        if self.in_mail:
+            self._pending = (tables, collect)
+        else:
+            self._adopt(tables, collect)
 
     def take_output(self) -> bytes:
         out = bytes(self.output)
@@ -277,8 +161,9 @@ class SinkProtocol:
         return out
 
     def take_events(self) -> list[Event]:
-        events = self.events
-        self.events = []
+        """The events since the last call; a pause, if any, is the last one."""
+        events = self._events
+        self._events = []
         return events
 
     def start(self) -> None:
@@ -287,32 +172,55 @@ class SinkProtocol:
         self._run()
 
     def receive(self, data: bytes) -> None:
-        """Feed bytes from the client; ``b""`` means end of file."""
+        """Feed bytes from the client; ``b""`` means end of file. While paused, the bytes
+        wait until the acknowledgement."""
         if self._phase == _CLOSED or self._aborting:
             return  # -A: nothing more is read until the abort
         if not data:
             self._eof = True
-            if not self._paused:
+            if self._pause is None:
                 self._close(None)
             return
         self._in += data
-        if not self._paused:
+        if self._pause is None:
             self._run()
 
-    def resume(self) -> None:
-        """Continue after a ``Delay``: send the delayed reply, then go on with the input."""
+    def delay_elapsed(self) -> None:
+        """Acknowledge a ``Delay``: the delayed reply, then the rest of the input."""
+        self._acknowledge(Delay)
         action = self._resume
         self._resume = None
-        self._paused = False
         if action is not None and self._phase != _CLOSED:
             action()
         self._run()
 
     def message_stored(self, ok: bool) -> None:
-        """The driver stored (or failed to store) the ``MessageReceived`` transaction."""
-        self._paused = False
+        """Acknowledge ``MessageReceived``: the driver stored the message (or failed to)."""
+        self._acknowledge(MessageReceived)
         self._after_store(ok)
         self._run()
+
+    def read_delay_elapsed(self) -> None:
+        """Acknowledge a ``ReadDelay``: reading goes on."""
+        self._acknowledge(ReadDelay)
+        self._run()
+
+    def abort_elapsed(self) -> None:
+        """Acknowledge an ``Abort``: the 550, then ``Close``."""
+        self._acknowledge(Abort)
+        self.output += ABORT_REPLY
+        self._close(None)
+
+    def _acknowledge(self, kind: type[Pause]) -> None:
+        if not isinstance(self._pause, kind):
+            raise ProtocolError(f"{kind.__name__} acknowledged while the pause is {self._pause!r}")
+        self._pause = None
+
+    def _adopt(self, tables: Tables, collect: bool) -> None:
+        self.tables = tables
+        self.config = tables.config
+        self.collect = collect
+        self._pending = None
 
     # ---------------------------------------------------------------- main loop
 
@@ -320,7 +228,7 @@ class SinkProtocol:
         buf = self._in
         pos = 0  # consumed octets: removed once at the end, not per line
         try:
-            while not self._paused:
+            while self._pause is None:
                 phase = self._phase
                 if phase == _DATA:
                     if pos:
@@ -351,15 +259,30 @@ class SinkProtocol:
         finally:
             if pos:
                 del buf[:pos]
-        if self._eof and not self._paused and self._phase != _CLOSED:
+        if self._pause is not None or self._phase == _CLOSED:
+            return
+        # The buffered input is used up: the pauses that wait for that come now.
+        if self._abort_after is not None:
+            self._pause_for(Abort(self._abort_after))
+            self._abort_after = None
+        elif self._read_delay is not None:
+            self._pause_for(ReadDelay(self._read_delay))
+            self._read_delay = None
+        elif self._eof:
             self._close(None)
 
+    def _pause_for(self, pause: Pause) -> None:
+        self._pause = pause
+        self._events.append(pause)
+
     def _command(self, line: bytes) -> None:
+        if self._pending is not None and not self.in_mail:
+            self._adopt(*self._pending)
         nul = line.find(b"\0")
         if nul >= 0:
             line = line[:nul]  # the C string ends here, for the log line too
         if self.config.verbose:
-            self.events.append(LogLine(sanitize(line)))
+            self._events.append(LogLine(sanitize(line)))
         if line[:1] in (b" ", b"\t"):
             line = line.lstrip(b" \t")
         if not line:
@@ -388,7 +311,7 @@ class SinkProtocol:
         """Postfix's order (reference §5.2): -s, -q, -Q, -f, -r, -W, normal reply."""
         cfg = self.config
         if name in cfg.log_commands:
-            self.events.append(CommandLogged(f"{token} {sanitize(args)[:100]}"))
+            self._events.append(CommandLogged(f"{token} {sanitize(args)[:100]}"))
         if name in cfg.disconnect:
             self._close(None)
             return
@@ -399,12 +322,12 @@ class SinkProtocol:
         delay = cfg.delays.get(name)
         if name == "CONNECT" and delay is not None:
             # Unlike Postfix (Q8), a rejected greeting still waits for its delay.
-            self._pause(delay, lambda: self._respond(name, args))
+            self._delay(delay, lambda: self._respond(name, args))
             return
         if name in cfg.reject or name in cfg.soft_reject or delay is None:
             self._respond(name, args)
             return
-        self._pause(delay, lambda: self._respond(name, args))
+        self._delay(delay, lambda: self._respond(name, args))
 
     def _respond(self, name: str, args: bytes) -> None:
         cfg = self.config
@@ -420,7 +343,7 @@ class SinkProtocol:
         if name == ".":
             self._eod = False
 
-    def _pause(self, delay: tuple[float, int], action: Callable[[], None]) -> None:
+    def _delay(self, delay: tuple[float, int], action: Callable[[], None]) -> None:
         seconds, odds = delay
         if odds:
             rolls = 0
@@ -430,9 +353,8 @@ class SinkProtocol:
         if seconds <= 0:
             action()
             return
-        self._paused = True
         self._resume = action
-        self.events.append(Delay(seconds))
+        self._pause_for(Delay(seconds))
 
     def _dot_replies(self) -> int:
         """How many replies a '.' gets: one per recipient in LMTP, else one."""
@@ -480,7 +402,7 @@ class SinkProtocol:
             out += R_MAIL
         elif name == "QUIT":
             out += R_BYE
-            self.events.append(QuitReceived())
+            self._events.append(QUIT_RECEIVED)
             self._close(None)
         elif name == "HELO":
             self._reset()
@@ -535,7 +457,7 @@ class SinkProtocol:
             # commands (as in Postfix), then reading stops until the abort.
             if not self._aborting:
                 self._aborting = True
-                self.events.append(Abort(cfg.abort_delay))
+                self._abort_after = cfg.abort_delay
             return
         self._phase = _DATA
         self._tail = b"\r\n"
@@ -543,7 +465,7 @@ class SinkProtocol:
         self._size = 0
         self._too_big = False
         if cfg.data_read_delay is not None:
-            self.events.append(ReadDelay(cfg.data_read_delay))
+            self._read_delay = cfg.data_read_delay
 
     def _scan_data(self) -> bool:
         """Look for CRLF.CRLF in the buffer; True when the data phase ended."""
@@ -589,47 +511,42 @@ class SinkProtocol:
         self._dot_count = self.rcpts
         if self.collect and self._too_big:
             self._chunks = []
-            self._pending_tx = None
+            self._pending_envelope = None
             self._after_store(False, R_TOO_BIG)
             return
         if self.collect:
             data = b"".join(self._chunks)
             self._chunks = []
-            tx = Transaction(
+            envelope = Envelope(
                 client_addr=self.client_addr,
                 client_proto=self._tx_proto,
                 helo=self._tx_helo,
                 mail_args=self._mail_args,
                 rcpt_args=tuple(self._rcpt_args),
                 queue_id=self._queue_id,
-                received=received_value(
-                    self.helo,
-                    self.client_addr,
-                    self.config.hostname,
-                    self.proto,
-                    self._queue_id,
-                    format_date(self._start_time),
-                ),
-                data=data,
+                timestamp=self._start_time,
+                received_helo=self.helo,
+                received_proto=self.proto,
+                hostname=self.config.hostname,
                 start_string=self.config.start_string,
+                data=data,
             )
-            self._pending_tx = tx
-            self._paused = True
-            self.events.append(MessageReceived(tx, self._start_time))
+            self._pending_envelope = envelope
+            self._pause_for(MessageReceived(envelope))
             return
         self._after_store(True)
 
     def _after_store(self, ok: bool, error: bytes = R_STORE_FAILED) -> None:
-        self.last_transaction = self._pending_tx
-        self._pending_tx = None
+        self.last_envelope = self._pending_envelope
+        self._pending_envelope = None
         self.in_mail = False
         self._rcpt_args = []
         self.rcpts = 0
         self._dot_error = None if ok else error
         self._eod = True
-        self.events.append(MessageEnd())
+        self._events.append(MESSAGE_END)
         if self.config.verbose:
-            self.events.append(LogLine("."))
+            self._events.append(LogLine("."))
         if "." in self.tables.special or not ok:
             self._dispatch(".", ".", b"")
         else:
@@ -711,19 +628,9 @@ class SinkProtocol:
             return
         self._reset()
         self._phase = _CLOSED
-        self._paused = False
+        self._pause = None
         self._resume = None
+        self._abort_after = self._read_delay = None
         self._in.clear()
-        self.events.append(Close(warning))
+        self._events.append(CLOSE if warning is None else Close(warning))
 
-
-def dump_form(context: bytes, raw: bytes) -> bytes:
-    """``raw`` DATA as dumped (reference §14.4): every CR dropped, and each dot that follows
-    CRLF. ``context`` is the (at most two) raw octets before it, already transformed."""
-    text = (context + raw).replace(b"\r\n.", b"\r\n").replace(b"\r", b"")
-    return text[len(context) - context.count(b"\r") :]
-
-
-def dump_body(raw: bytes) -> bytes:
-    """A whole message's DATA as dumped (the data phase starts as if after a CRLF)."""
-    return dump_form(b"\r\n", raw)

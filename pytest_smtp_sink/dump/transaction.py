@@ -13,6 +13,8 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from functools import cached_property
 
+from ..core.envelope import Envelope
+
 
 def format_date(timestamp: float) -> str:
     """RFC 2822 date in local time as smtp-sink writes it (``%e``-padded day, C names)."""
@@ -31,14 +33,6 @@ def format_date(timestamp: float) -> str:
         f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} "
         f"{sign}{abs(hours):02d}{minutes:02d} ({tm.tm_zone})"
     )
-
-
-def mail_or_rcpt_value(args: str) -> str:
-    """X-Mail-Args / X-Rcpt-Args value: skip to the first ':', all ':' and then spaces."""
-    colon = args.find(":")
-    if colon < 0:
-        return ""
-    return args[colon:].lstrip(":").lstrip(" ")
 
 
 def _addr_from_args(value: str) -> str:
@@ -79,6 +73,19 @@ class Transaction:
     data: bytes  # the message as dumped (LF line ends, final empty line included)
     start_string: str = ""  # the -S text that preceded the dump, if any
     reply: str | None = field(default=None, compare=False)  # live capture: reply to "."
+
+    @classmethod
+    def from_envelope(cls, envelope: Envelope) -> Transaction:
+        """The transaction of a message the protocol received."""
+        e = envelope
+        received = received_value(
+            e.received_helo, e.client_addr, e.hostname, e.received_proto, e.queue_id,
+            format_date(e.timestamp),
+        )  # fmt: skip
+        return cls(
+            e.client_addr, e.client_proto, e.helo, e.mail_args, e.rcpt_args, e.queue_id,
+            received, e.data, e.start_string,
+        )  # fmt: skip
 
     # ------------------------------------------------------------- derived values
 

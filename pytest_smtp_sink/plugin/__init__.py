@@ -20,7 +20,7 @@ import pytest
 from ..core.config import SinkConfig, from_options
 from ..core.errors import ConfigError
 from ..core.options import CLI_ONLY_NAMES, LISTENER_NAMES, OPTIONS, PYTEST_NAMES, ini_help
-from ..server.server import Endpoint, ListenError
+from ..server.listeners import Endpoint, ListenError
 from .handle import SmtpSink
 from .loop import SinkError, SinkThread
 

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import trio
 
 from ..core.config import SinkConfig
-from ..server.server import Endpoint, LogFunc, SinkServer
+from ..server.listeners import Endpoint
+from ..server.server import LogFunc, SinkServer
 from .capture import Capture
 from .handle import SmtpSink, attach_capture
 

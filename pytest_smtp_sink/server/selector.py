@@ -1,189 +1,137 @@
-"""The fast path: one trio task serving every plain session from a private epoll set.
+"""The selector driver: one trio task serving every plain session from a private selector.
 
-A task per connection costs a trip through trio's scheduler and an epoll_ctl for every wait;
-for a sink whose whole job is to answer quickly that was most of the CPU time. The reactor
-keeps the connections registered (level-triggered) in its own epoll object, waits for that
-object with ``trio.lowlevel.wait_readable`` and serves every ready connection synchronously:
-recv, feed the protocol, send the replies. Whatever needs waiting (a -W/-H/-A delay, a send
-that would block) moves the session to a task of its own (``SinkServer._session``), which
-carries on from the same protocol state. Timeouts (-t) are swept a few times a second: a
-session is closed after ``-t`` seconds without input, or ``-t`` seconds after the first
-byte of a command line that is still unfinished.
+A task per connection costs a trip through trio's scheduler for every wait; for a sink whose
+whole job is to answer quickly that was most of the CPU time. This driver keeps its sessions
+registered in a selector of its own (epoll on Linux, kqueue on macOS), waits for that
+selector's descriptor with ``trio.lowlevel.wait_readable`` and serves every ready session
+synchronously: recv, protocol, send. A session that must wait (a -W/-H/-A delay, a send
+that would block) is handed to the portable driver, which carries on from the same Session.
+Where no selector has a pollable descriptor (Windows) ``available()`` is False and the
+server uses the portable driver alone. Timeouts (-t) are swept a few times a second.
 """
 
 from __future__ import annotations
 
-import select
-import socket as stdsocket
+import selectors
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import trio
 
-from ..core.protocol import SinkProtocol
+from .session import DONE, READ, SEND, Session
+from .transport import PlainTransport
 
-if TYPE_CHECKING:
-    from .server import SinkServer
+NAME = "selector"
 
-RECV_SIZE = 65536  # one recv per readable socket; also the session tasks' read size
+def available() -> bool:
+    """A selector whose own descriptor can be waited for (epoll, kqueue, /dev/poll)."""
+    return hasattr(selectors.DefaultSelector, "fileno")
 
 
-class _Conn:
-    __slots__ = ("last", "line_since", "lines", "proto", "record", "sock")
+class SelectorDriver:
+    """Serves plain sessions that need no waiting, all in one task."""
 
     def __init__(
         self,
-        sock: stdsocket.socket,
-        proto: SinkProtocol,
-        record: Callable[[str, bytes], None] | None,
-        now: float,
+        hand_over: Callable[[Session], None],
+        sweep_interval: Callable[[], float],
     ) -> None:
-        self.sock = sock
-        self.proto = proto
-        self.record = record
-        self.last = now
-        self.line_since: float | None = None  # when the pending partial command line began
-        self.lines = 0
+        self._hand_over = hand_over  # continue a session in the portable driver
+        self._sweep_interval = sweep_interval
+        self._selector = selectors.DefaultSelector()
+        self._fd: int = self._selector.fileno()  # type: ignore[attr-defined,unused-ignore]
+        self._sessions: dict[int, Session] = {}  # by descriptor
 
-
-class Reactor:
-    """Serves sessions whose configuration needs no waiting, all in one task."""
-
-    def __init__(self, server: SinkServer, limit: trio.Semaphore, nursery: trio.Nursery) -> None:
-        self.server = server
-        self.limit = limit
-        self.nursery = nursery
-        self.epoll = select.epoll()
-        self.conns: dict[int, _Conn] = {}
-
-    def add(self, sock: stdsocket.socket, peer: object) -> None:
-        """Start a session on an accepted (non-blocking) socket: greet and register it."""
-        proto, record = self.server._start_session(sock, peer)
-        conn = _Conn(sock, proto, record, trio.current_time())
-        fd = sock.fileno()
-        self.conns[fd] = conn
-        self.epoll.register(fd, select.EPOLLIN)
+    def adopt(self, session: Session) -> None:
+        """Greet and serve a new session (plain transport)."""
+        session.drivers.append(NAME)
+        now = trio.current_time()
         try:
-            self._pump(conn)
+            session.start(now)
+            self._pump(session, now)
         except Exception as exc:
-            self._crashed(conn, exc)
+            self._crashed(session, exc)
 
     async def run(self) -> None:
+        selector = self._selector
+        sessions = self._sessions
         try:
             next_sweep = 0.0
             while True:
-                timeout = self.server.config.timeout
-                sweep_every = min(1.0, max(0.01, timeout / 10))
-                with trio.move_on_after(sweep_every):
-                    await trio.lowlevel.wait_readable(self.epoll)
+                interval = self._sweep_interval()
+                with trio.move_on_after(interval):
+                    await trio.lowlevel.wait_readable(self._fd)
                 now = trio.current_time()
-                conns = self.conns
-                for fd, _mask in self.epoll.poll(0):
-                    conn = conns.get(fd)
-                    if conn is not None:
-                        self._readable(conn, now)
+                for key, _mask in selector.select(0):
+                    session = sessions.get(key.fd)
+                    if session is not None:
+                        self._readable(session, now)
                 if now >= next_sweep:
-                    next_sweep = now + sweep_every
-                    self._sweep(now, timeout)
+                    next_sweep = now + interval
+                    self._sweep(now)
         finally:
-            for conn in list(self.conns.values()):
-                self._forget(conn)
-                self.server._end_session(conn.sock, conn.proto, self.limit, counted=False)
-            self.epoll.close()
+            for session in list(sessions.values()):
+                self._forget(session)
+                session.close(counted=False)  # the server shuts down
+            selector.close()
 
     # ------------------------------------------------------------------ sessions
 
-    def _readable(self, conn: _Conn, now: float) -> None:
-        try:
-            chunk = conn.sock.recv(RECV_SIZE)
-        except BlockingIOError:
+    def _readable(self, session: Session, now: float) -> None:
+        transport = session.transport
+        assert isinstance(transport, PlainTransport)
+        data = transport.recv_nowait()
+        if data is None:
             return
-        except OSError:
-            chunk = b""
-        conn.last = now
         try:
-            if conn.record is not None and chunk:
-                conn.record("C", chunk)
-            proto = conn.proto
-            proto.receive(chunk)
-            if proto.partial_command:
-                if conn.line_since is None or proto.lines != conn.lines:
-                    conn.line_since = now
-            else:
-                conn.line_since = None
-            conn.lines = proto.lines
-            self._pump(conn)
+            session.received(data, now)
+            self._pump(session, now)
         except Exception as exc:
-            self._crashed(conn, exc)
+            self._crashed(session, exc)
 
-    def _crashed(self, conn: _Conn, exc: Exception) -> None:
-        """A bug while serving one session: report it, close that session, serve the rest."""
-        self.server.session_crashed(exc)
-        if conn.sock.fileno() in self.conns:
-            self._close(conn)
-
-    def _pump(self, conn: _Conn) -> None:
-        """Act on the protocol's events and send its replies; hand over what must wait."""
-        proto = conn.proto
-        server = self.server
-        closing = stop = False
-        if proto.events:
-            closing, stop, must_wait = server._sync_events(proto)
-            if must_wait:
-                self._hand_over(conn, b"", stop)
+    def _pump(self, session: Session, now: float) -> None:
+        """Carry out what the session asks until it must wait for the client."""
+        transport = session.transport
+        assert isinstance(transport, PlainTransport)
+        while True:
+            step = session.next_step()
+            if step == SEND:
+                sent = transport.send_nowait(session.outbox)
+                if sent < 0:
+                    session.lost()
+                    continue
+                session.sent(sent)
+                if session.outbox:
+                    self._give_away(session)  # the client reads slowly: wait elsewhere
+                    return
+            elif step == READ:
+                session.waiting(now)
+                if transport.fd not in self._sessions:
+                    self._sessions[transport.fd] = session
+                    self._selector.register(transport.fd, selectors.EVENT_READ)
                 return
-        if proto.output:
-            data = proto.take_output()
-            if conn.record is not None:
-                conn.record("S", data)
-            try:
-                sent = conn.sock.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                server.log("warning", "lost connection")
-                self._close(conn)
+            elif step == DONE:
+                self._forget(session)
                 return
-            if sent < len(data):
-                self._hand_over(conn, data[sent:], stop, closing)
+            else:  # SLEEP
+                self._give_away(session)
                 return
-        if stop:
-            server.stop("max_messages")
-        if closing:
-            if server.config.verbose:
-                server.log("info", "disconnect")
-            self._close(conn)
 
-    def _sweep(self, now: float, timeout: float) -> None:
-        expired = [
-            c
-            for c in self.conns.values()
-            if now - c.last >= timeout
-            or (c.line_since is not None and now - c.line_since >= timeout)
-        ]
-        for conn in expired:
-            self.server.log("warning", "read timeout")
-            self._close(conn)
+    def _crashed(self, session: Session, exc: Exception) -> None:
+        session.crashed(exc)
+        self._forget(session)
 
-    def _forget(self, conn: _Conn) -> None:
-        fd = conn.sock.fileno()
-        if self.conns.pop(fd, None) is not None:
-            self.epoll.unregister(fd)
+    def _sweep(self, now: float) -> None:
+        expired = [s for s in self._sessions.values() if now >= s.read_deadline()]
+        for session in expired:
+            session.timed_out("read")
+            self._forget(session)
 
-    def _close(self, conn: _Conn) -> None:
-        self._forget(conn)
-        self.server._end_session(conn.sock, conn.proto, self.limit, counted=True)
+    def _forget(self, session: Session) -> None:
+        transport = session.transport
+        assert isinstance(transport, PlainTransport)
+        if self._sessions.pop(transport.fd, None) is not None:
+            self._selector.unregister(transport.fd)
 
-    def _hand_over(self, conn: _Conn, pending: bytes, stop: bool, closing: bool = False) -> None:
-        """Continue this session in a task of its own (delays, a full send buffer)."""
-        self._forget(conn)
-        self.nursery.start_soon(
-            self.server._continue_session,
-            conn.sock,
-            conn.proto,
-            conn.record,
-            self.limit,
-            pending,
-            stop,
-            closing,
-        )
+    def _give_away(self, session: Session) -> None:
+        self._forget(session)
+        self._hand_over(session)

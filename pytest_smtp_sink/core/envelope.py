@@ -1,0 +1,36 @@
+"""Envelope: one received message as the protocol saw it (the dump layer renders it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A completed mail transaction, before it becomes a ``Transaction``.
+
+    ``helo`` and ``client_proto`` are the values at MAIL (the X-Helo-Args and X-Client-Proto
+    headers); ``received_helo`` and ``received_proto`` those at the end of data, which the
+    Received header names, as in Postfix.
+    """
+
+    client_addr: str  # "127.0.0.1", "ipv6:::1" or "local"
+    client_proto: str
+    helo: str | None
+    mail_args: str  # X-Mail-Args
+    rcpt_args: tuple[str, ...]  # X-Rcpt-Args
+    queue_id: str  # 8 lowercase hex digits
+    timestamp: float  # the MAIL time: dump names and dates are built from it
+    received_helo: str | None
+    received_proto: str
+    hostname: str  # -h
+    start_string: str  # -S
+    data: bytes  # the message in its dump form (``framing.dump_form``)
+
+
+def mail_or_rcpt_value(args: str) -> str:
+    """X-Mail-Args / X-Rcpt-Args value: skip to the first ':', all ':' and then spaces."""
+    colon = args.find(":")
+    if colon < 0:
+        return ""
+    return args[colon:].lstrip(":").lstrip(" ")

@@ -1,0 +1,98 @@
+"""What the protocol tells its driver: frozen events, one union type (in h11's manner).
+
+The driver takes a batch with ``SinkProtocol.take_events()`` and acts on every event in
+order. A *pause* (``Delay``, ``ReadDelay``, ``Abort``, ``MessageReceived``) is always the last
+event of its batch: the protocol does nothing more until the driver calls the pause's
+acknowledgement, named in its docstring. The other events only inform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NoReturn
+
+from .envelope import Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """Pause: wait ``seconds`` (a -W/-w reply delay), then ``delay_elapsed()``.
+
+    The replies produced before it are sent together with the delayed one, after the wait.
+    """
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReadDelay:
+    """Pause (-H): send the replies so far, wait ``seconds`` before reading from the client
+    again, then ``read_delay_elapsed()``. Comes once the buffered input is used up: input
+    already received is processed without waiting, as in Postfix."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """Pause (-A): send the replies so far, read nothing more, wait ``seconds``, then
+    ``abort_elapsed()`` (which produces ``550 This violates SMTP`` and a ``Close``)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """Pause: end of data while collecting. Store ``envelope`` (dump, capture), then
+    ``message_stored(ok)``; the reply to "." depends on ``ok``."""
+
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEnd:
+    """End of data was seen (counters, -M)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuitReceived:
+    """QUIT was handled (counters, -n)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Send the replies so far, then close. ``warning`` goes to the log when set."""
+
+    warning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """A -v conversation log line (already sanitised)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLogged:
+    """A -s record: ``<command> <args>``, args cut to 100 characters."""
+
+    text: str
+
+
+Event = (
+    Delay | ReadDelay | Abort | MessageReceived | MessageEnd | QuitReceived | Close | LogLine
+    | CommandLogged
+)  # fmt: skip
+Pause = Delay | ReadDelay | Abort | MessageReceived
+PAUSES = (Delay, ReadDelay, Abort, MessageReceived)
+
+# Events without fields are immutable: one instance serves every session.
+MESSAGE_END = MessageEnd()
+QUIT_RECEIVED = QuitReceived()
+CLOSE = Close()
+
+
+def assert_never(value: NoReturn) -> NoReturn:
+    """For exhaustive ``match`` statements over ``Event`` (mypy checks the cases)."""
+    raise AssertionError(f"unhandled event: {value!r}")

@@ -1,0 +1,255 @@
+"""Session: one client connection's life, whichever driver serves it.
+
+A Session owns the protocol, the transport, the transcript recorder and the -t deadlines,
+acts on the protocol's events, and closes the connection exactly once (``close``). Drivers
+ask it what to do next (``next_step``), do it (send, sleep, read) and report back; they talk
+to the server only through the small ``SessionHost`` interface the server implements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from ..core.envelope import Envelope
+from ..core.events import (
+    Abort,
+    Close,
+    CommandLogged,
+    Delay,
+    LogLine,
+    MessageEnd,
+    MessageReceived,
+    QuitReceived,
+    ReadDelay,
+    assert_never,
+)
+from ..core.protocol import SinkProtocol
+from .transport import Transport
+
+Recorder = Callable[[str, bytes], None]  # (direction "C" | "S", bytes): the transcript
+
+# What a driver does next (``Session.next_step``).
+SEND = 0  # send ``outbox``, then ``sent(n)`` / ``sent_all()`` / ``lost()``
+SLEEP = 1  # sleep ``pause.seconds``, then ``slept()``
+READ = 2  # wait for the client (until ``read_deadline``), then ``received(data, now)``
+DONE = 3  # the session is closed
+
+
+class SessionHost(Protocol):
+    """What a session needs from its server."""
+
+    def log(self, level: str, text: str) -> None: ...
+
+    def command_logged(self, text: str) -> None: ...
+
+    def store(self, envelope: Envelope) -> bool:
+        """Dump / capture a received message; False when it could not be kept."""
+        ...
+
+    def message_ended(self) -> bool:
+        """Count a message; True when the server must stop once its reply is out (-M)."""
+        ...
+
+    def quit_received(self) -> None: ...
+
+    def stop(self, reason: str) -> None: ...
+
+    def session_closed(self, session: Session, counted: bool) -> None: ...
+
+    def session_crashed(self, exc: Exception) -> None: ...
+
+
+class Session:
+    """One connection; see the module docstring."""
+
+    __slots__ = (
+        "closed",
+        "closing",
+        "drivers",
+        "host",
+        "idle_since",
+        "line_since",
+        "lines",
+        "outbox",
+        "pause",
+        "proto",
+        "rearm",
+        "record",
+        "stop_pending",
+        "transport",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        host: SessionHost,
+        transport: Transport,
+        proto: SinkProtocol,
+        record: Recorder | None = None,
+    ) -> None:
+        self.host = host
+        self.transport = transport
+        self.proto = proto
+        self.record = record
+        self.outbox = b""  # replies taken from the protocol, not yet sent
+        self.pause: Delay | ReadDelay | Abort | None = None  # waits for ``slept()``
+        self.closing = False  # the protocol closed: send the outbox, then close
+        self.stop_pending = False  # -M reached: stop the server once the reply is out
+        self.closed = False
+        self.drivers: list[str] = []  # the drivers that served it, in order
+        self.idle_since = 0.0  # when the wait for the client began
+        self.line_since: float | None = None  # when the unfinished command line began
+        self.lines = 0
+        # set by a waiting driver: the -t limit changed (a new configuration)
+        self.rearm: Callable[[], None] | None = None
+
+    # ------------------------------------------------------------ the driver's side
+
+    @property
+    def timeout(self) -> float:
+        return self.proto.config.timeout
+
+    def start(self, now: float) -> None:
+        """Greet the client."""
+        self.idle_since = now
+        self.proto.start()
+        self._process()
+
+    def next_step(self) -> int:
+        """SEND, SLEEP, READ or DONE; see the constants."""
+        if self.closed:
+            return DONE
+        pause = self.pause
+        if pause is not None and type(pause) is Delay:
+            return SLEEP  # the replies before a delayed one leave with it
+        if self.outbox:
+            return SEND
+        if self.stop_pending:
+            self.stop_pending = False
+            self.host.stop("max_messages")
+        if self.closing:
+            if self.proto.config.verbose:
+                self.host.log("info", "disconnect")
+            self.close()
+            return DONE
+        if pause is not None:
+            return SLEEP  # -H, -A: after the replies so far are out
+        return READ
+
+    def sent(self, count: int) -> None:
+        """``count`` octets of the outbox were sent."""
+        self.outbox = self.outbox[count:]
+
+    def sent_all(self) -> None:
+        self.outbox = b""
+
+    def lost(self) -> None:
+        """The client is gone while we were sending."""
+        self.host.log("warning", "lost connection")
+        self.close()
+
+    def slept(self) -> None:
+        """The pause's wait is over: acknowledge it."""
+        pause = self.pause
+        self.pause = None
+        if type(pause) is Delay:
+            self.proto.delay_elapsed()
+        elif type(pause) is ReadDelay:
+            self.proto.read_delay_elapsed()
+        elif type(pause) is Abort:
+            self.proto.abort_elapsed()
+        self._process()
+
+    def received(self, data: bytes, now: float) -> None:
+        """Bytes from the client (``b""``: end of file)."""
+        if data and self.record is not None:
+            self.record("C", data)
+        proto = self.proto
+        proto.receive(data)
+        if proto.partial_command:
+            if self.line_since is None or proto.lines != self.lines:
+                self.line_since = now  # -t also bounds the time one command line takes
+        else:
+            self.line_since = None
+        self.lines = proto.lines
+        self._process()
+
+    def waiting(self, now: float) -> None:
+        """The driver starts waiting for the client."""
+        self.idle_since = now
+
+    def read_deadline(self) -> float:
+        timeout = self.timeout
+        deadline = self.idle_since + timeout
+        if self.line_since is not None:
+            deadline = min(deadline, self.line_since + timeout)
+        return deadline
+
+    def timed_out(self, waiting: str) -> None:
+        """-t expired while waiting to ``read`` or to ``write``."""
+        self.host.log("warning", f"{waiting} timeout")
+        self.close()
+
+    def crashed(self, exc: Exception) -> None:
+        """A bug while serving this session: reported; this session closes, others go on."""
+        self.host.session_crashed(exc)
+        self.close()
+
+    def close(self, counted: bool = True) -> None:
+        """Close the connection, once. ``counted``: False when the server shuts down."""
+        if self.closed:
+            return
+        self.closed = True
+        self.rearm = None
+        self.transport.close()
+        if self.stop_pending:  # -M: even when the client vanished before the reply
+            self.stop_pending = False
+            self.host.stop("max_messages")
+        self.host.session_closed(self, counted)
+
+    def config_changed(self) -> None:
+        """The server applied a new configuration (the -t limit may have changed)."""
+        if self.rearm is not None:
+            self.rearm()
+
+    # ------------------------------------------------------------------ events
+
+    def _process(self) -> None:
+        """Act on the protocol's events and move its replies to the outbox."""
+        proto = self.proto
+        host = self.host
+        while True:
+            stored: bool | None = None
+            for event in proto.take_events():
+                match event:
+                    case MessageEnd():
+                        if host.message_ended():
+                            self.stop_pending = True
+                    case QuitReceived():
+                        host.quit_received()
+                    case Close(warning=warning):
+                        self.closing = True
+                        if warning:
+                            host.log("warning", warning)
+                    case LogLine(text=text):
+                        host.log("info", text)
+                    case CommandLogged(text=text):
+                        host.command_logged(text)
+                    case MessageReceived(envelope=envelope):
+                        stored = host.store(envelope)
+                    case Delay() | ReadDelay() | Abort():
+                        self.pause = event
+                    case _:
+                        assert_never(event)
+            if stored is None:
+                break
+            proto.message_stored(stored)  # the "." reply, then the rest of the input
+        out = proto.take_output()
+        if out:
+            if self.record is not None:
+                self.record("S", out)
+            self.outbox = self.outbox + out if self.outbox else out
+
+    def __repr__(self) -> str:
+        return f"<Session {self.proto.client_addr} drivers={'+'.join(self.drivers) or '-'}>"
+

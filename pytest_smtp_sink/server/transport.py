@@ -1,0 +1,91 @@
+"""Transports: how a session's bytes reach the client.
+
+The portable driver needs only ``Transport`` (``receive``, ``send_all``, ``close``), so a TLS
+transport plugs in there. ``PlainTransport`` is a non-blocking socket driven with plain calls
+(trio's socket wrappers add a trip through the scheduler to every call, which costs more than
+the syscall); the selector driver uses its non-waiting calls directly.
+"""
+
+from __future__ import annotations
+
+import socket as stdsocket
+from typing import Protocol
+
+import trio
+
+RECV_SIZE = 65536  # one recv per readable socket
+_FAIR_READS = 16  # reads in a row that did not wait: then let other tasks run
+
+
+class Transport(Protocol):
+    """One client connection, as the portable driver uses it."""
+
+    async def receive(self) -> bytes:
+        """The next bytes from the client; ``b""`` at end of file or on a broken connection."""
+        ...
+
+    async def send_all(self, data: bytes) -> bool:
+        """Send everything; False when the client is gone."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection (once; later calls do nothing)."""
+        ...
+
+
+class PlainTransport:
+    """A connected, non-blocking socket."""
+
+    __slots__ = ("_ready_reads", "fd", "sock")
+
+    def __init__(self, sock: stdsocket.socket) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()  # kept: the selector driver forgets sessions by it after close
+        self._ready_reads = 0
+
+    # -- without waiting (the selector driver)
+    def recv_nowait(self) -> bytes | None:
+        """Bytes that are there, ``b""`` at end of file or error, None when none are yet."""
+        try:
+            return self.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
+    def send_nowait(self, data: bytes | memoryview) -> int:
+        """How many octets the kernel took (0 when its buffer is full); -1 when gone."""
+        try:
+            return self.sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            return -1
+
+    # -- waiting (the portable driver)
+    async def receive(self) -> bytes:
+        while True:
+            data = self.recv_nowait()
+            if data is None:
+                self._ready_reads = 0
+                await trio.lowlevel.wait_readable(self.sock)
+                continue
+            self._ready_reads += 1
+            if self._ready_reads >= _FAIR_READS:
+                self._ready_reads = 0
+                await trio.lowlevel.checkpoint()
+            return data
+
+    async def send_all(self, data: bytes) -> bool:
+        view: bytes | memoryview = data
+        while True:
+            sent = self.send_nowait(view)
+            if sent < 0:
+                return False
+            if sent >= len(view):
+                return True
+            view = memoryview(view)[sent:]
+            await trio.lowlevel.wait_writable(self.sock)
+
+    def close(self) -> None:
+        self.sock.close()
