@@ -5,11 +5,19 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from pytest_smtp_sink import SinkConfig
+import trio
+
+from pytest_smtp_sink import SinkConfig, SinkServer
+from pytest_smtp_sink.server import selector
+
+# The drivers a server test runs on: the portable one everywhere, the selector one where the
+# platform has a pollable selector. ``sink_driver`` (tests/conftest.py) sets ``DRIVER``.
+DRIVERS = ["portable", *(["selector"] if selector.available() else [])]
+DRIVER: str | None = None
 
 
 def ipv6_loopback_available() -> bool:
@@ -59,3 +67,39 @@ class Log:
 
     def errors(self) -> list[str]:
         return self.texts("error")
+
+
+@asynccontextmanager
+async def serving(
+    cfg: SinkConfig | None = None,
+    address: str = "127.0.0.1:0",
+    *,
+    check_errors: bool = False,
+    **kwargs: Any,
+) -> AsyncIterator[tuple[SinkServer, list[Any]]]:
+    """A running server on the test's driver; shut down (cancelled) when the block ends.
+
+    Afterwards every session must have been served by that driver (the selector driver
+    hands sessions that must wait to the portable one), and with ``check_errors`` no
+    session may have crashed.
+    """
+    log = kwargs.setdefault("log", Log())
+    kwargs.setdefault("driver", DRIVER)
+    server = SinkServer(cfg or SinkConfig(), address, **kwargs)
+    async with trio.open_nursery() as nursery:
+        addrs = await nursery.start(server.run)
+        yield server, addrs
+        nursery.cancel_scope.cancel()
+    check_served(server)
+    if check_errors:
+        assert log.errors() == [], log.errors()
+
+
+def check_served(server: SinkServer) -> None:
+    """Every session was served by the server's driver."""
+    if server.driver == "portable":
+        assert set(server.served) <= {"portable"}, server.served
+    elif server.driver == "selector":
+        assert all(key in ("selector", "selector+portable") for key in server.served), (
+            server.served
+        )

@@ -16,17 +16,18 @@ import struct
 import tempfile
 import textwrap
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import support
 import trio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from support import Log, config, ipv6_loopback_available
+from support import config, ipv6_loopback_available
 
 from pytest_smtp_sink import (
     DumpFormatError,
@@ -43,18 +44,11 @@ LOAD_LIMIT = 40.0  # seconds: the whole load test of one variant
 Address = tuple[str, int] | str
 
 
-@asynccontextmanager
-async def serving(
+def serving(
     cfg: SinkConfig, address: str = "127.0.0.1:0", **kwargs: Any
-) -> AsyncIterator[tuple[SinkServer, list[Address]]]:
-    """A running server in this trio loop; cancelled when the block ends."""
-    log = kwargs.setdefault("log", Log())
-    server = SinkServer(cfg, address, **kwargs)
-    async with trio.open_nursery() as nursery:
-        addrs: list[Address] = await nursery.start(server.run)
-        yield server, addrs
-        nursery.cancel_scope.cancel()
-    assert log.errors() == [], log.errors()  # no session crashed
+) -> AbstractAsyncContextManager[tuple[SinkServer, list[Address]]]:
+    """A running server in this trio loop, on the test's driver; no session may crash."""
+    return support.serving(cfg, address, check_errors=True, **kwargs)
 
 
 async def sessions_ended(server: SinkServer, count: int) -> None:
@@ -366,6 +360,7 @@ LISTEN = {
 }
 
 
+@pytest.mark.drivers
 @pytest.mark.trio
 @pytest.mark.parametrize(
     "family",
@@ -388,6 +383,7 @@ async def test_nothing_lost_capture(family: str) -> None:
     assert {tx.client_addr for tx in stored} == {client_addr}
 
 
+@pytest.mark.drivers
 @pytest.mark.trio
 async def test_nothing_lost_dump_template(tmp_path: Path) -> None:
     folder = tmp_path / "dumps" / "new"  # missing folders are created
@@ -406,6 +402,7 @@ async def test_nothing_lost_dump_template(tmp_path: Path) -> None:
     check_exactly_once(stored, result)
 
 
+@pytest.mark.drivers
 @pytest.mark.trio
 async def test_nothing_lost_dump_file_template(tmp_path: Path) -> None:
     mbox = tmp_path / "dumps" / "all.mbox"
@@ -563,6 +560,7 @@ ABORT_CASES: dict[str, AbortCase] = {
 }
 
 
+@pytest.mark.drivers
 @pytest.mark.trio
 @pytest.mark.parametrize("store", ["capture", "dump_template", "dump_file_template"])
 @pytest.mark.parametrize("case", list(ABORT_CASES))
@@ -686,6 +684,7 @@ def _with_start(tx: Transaction, start: str) -> Transaction:
 # ======================================================================================
 
 
+@pytest.mark.drivers
 @pytest.mark.trio
 async def test_max_connections_under_a_flood() -> None:
     limit, flood = 5, 1000
@@ -735,17 +734,19 @@ async def test_max_connections_under_a_flood() -> None:
 IDLE = 0.3
 
 
+@pytest.mark.drivers
 @pytest.mark.trio
-@pytest.mark.parametrize("path", ["reactor", "task"])
+@pytest.mark.parametrize("delays", [False, True], ids=["plain", "with-delays"])
 @pytest.mark.parametrize(
     "sent",
     [b"", b"NOO", b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\nSubject: x\r\n\r\nhalf a li"],
     ids=["nothing", "mid-line", "mid-DATA"],
 )
-async def test_idle_client_closed_at_timeout(path: str, sent: bytes) -> None:
-    # A -W delay on a command the client never sends moves sessions to a task of their own.
+async def test_idle_client_closed_at_timeout(delays: bool, sent: bytes) -> None:
+    # A -W delay on a command the client never sends: on the automatic driver choice such
+    # sessions start in a task of their own.
     options: dict[str, Any] = {"timeout": IDLE}
-    if path == "task":
+    if delays:
         options["delays"] = {"VRFY": 0.01}
     async with serving(config(**options)) as (server, [addr]):
         client = await Client.connect(addr)
@@ -763,6 +764,7 @@ async def test_idle_client_closed_at_timeout(path: str, sent: bytes) -> None:
         await sessions_ended(server, 1)
 
 
+@pytest.mark.drivers
 @pytest.mark.trio
 async def test_slowloris_is_closed_at_the_timeout() -> None:
     """-t limits the time for receiving one command line (the man page's wording), not only
@@ -787,6 +789,7 @@ async def test_slowloris_is_closed_at_the_timeout() -> None:
             await client.aclose()
 
 
+@pytest.mark.drivers
 @pytest.mark.trio
 async def test_client_that_never_reads_does_not_stall_others() -> None:
     noop, ok = b"NOOP\r\n", b"250 2.0.0 Ok\r\n"
@@ -879,6 +882,7 @@ def test_protocol_memory_bounded_when_not_collecting() -> None:
     assert peak - base < 1 * MB, f"peak {peak - base} octets above the start"
 
 
+@pytest.mark.drivers
 @pytest.mark.trio
 async def test_server_memory_bounded_when_not_capturing() -> None:
     line = b"y" * 1022 + b"\r\n"
@@ -953,6 +957,7 @@ NASTY = [
 ]
 
 
+@pytest.mark.drivers
 @pytest.mark.trio
 @pytest.mark.parametrize("option", ["dump_template", "dump_file_template"])
 async def test_client_input_cannot_move_dump_files(option: str, tmp_path: Path) -> None:
@@ -1004,6 +1009,7 @@ FORGED_BLOCK = (
 )
 
 
+@pytest.mark.drivers
 @pytest.mark.trio
 async def test_message_body_cannot_forge_dumped_transactions(tmp_path: Path) -> None:
     body = b"Subject: hi\r\n\r\n" + FORGED_BLOCK + b"forged body\r\n"

@@ -11,22 +11,23 @@ import random
 import smtplib
 import socket
 import stat
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import struct
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
+import support
 import trio
-from support import Log, config, ipv6_loopback_available
+from support import Log, config, ipv6_loopback_available, serving
 
 from pytest_smtp_sink.core.config import SinkConfig
 from pytest_smtp_sink.dump.transaction import Transaction
 from pytest_smtp_sink.server.listeners import ListenError
 from pytest_smtp_sink.server.server import SinkServer
 
-pytestmark = pytest.mark.trio
+pytestmark = [pytest.mark.trio, pytest.mark.drivers]
 
 LIMIT = 10.0  # seconds: the most any single wait in these tests may take
 
@@ -36,19 +37,6 @@ BODY = b"Subject: hi\r\n\r\nbody\r\n.\r\n"
 
 HAVE_IPV6 = ipv6_loopback_available()
 needs_ipv6 = pytest.mark.skipif(not HAVE_IPV6, reason="no IPv6 loopback on this host")
-
-
-@asynccontextmanager
-async def serving(
-    cfg: SinkConfig | None = None, address: str = "127.0.0.1:0", **kwargs: Any
-) -> AsyncIterator[tuple[SinkServer, list[Any]]]:
-    """A running server; shut down (cancelled) when the block ends."""
-    kwargs.setdefault("log", Log())
-    server = SinkServer(cfg or SinkConfig(), address, **kwargs)
-    async with trio.open_nursery() as nursery:
-        addrs = await nursery.start(server.run)
-        yield server, addrs
-        nursery.cancel_scope.cancel()
 
 
 class Conn:
@@ -471,7 +459,7 @@ async def test_A_zero_aborts_at_once() -> None:
 
 async def test_M_replies_to_the_last_message_then_run_returns() -> None:
     stopped = False
-    server = SinkServer(config(max_messages=2), log=Log())
+    server = SinkServer(config(max_messages=2), log=Log(), driver=support.DRIVER)
     with trio.fail_after(LIMIT):
         async with trio.open_nursery() as nursery:
 
@@ -494,8 +482,76 @@ async def test_M_replies_to_the_last_message_then_run_returns() -> None:
     assert server.counters.messages == 2
 
 
+async def test_M_stops_even_when_the_client_resets_after_the_dot() -> None:
+    """The reply to the last message cannot be sent (the client sent RST right after "."):
+    the server stops all the same (it used to serve on forever)."""
+    server = SinkServer(config(max_messages=1), log=Log(), driver=support.DRIVER)
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            [addr] = await nursery.start(server.run)
+            sock = socket.create_connection(addr)
+            sock.setblocking(False)
+            got = b""
+            sock.send(MESSAGE)
+            while b"354 " not in got:
+                await trio.lowlevel.wait_readable(sock)
+                got += sock.recv(4096)
+            # "." and the RST in one go, before the server task runs again
+            sock.send(BODY)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+    assert server.stopped_by == "max_messages"
+    assert server.counters.messages == 1
+    support.check_served(server)
+
+
+async def test_a_crash_while_greeting_closes_that_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug while greeting: that client gets EOF (it used to hang, and the server's
+    nursery never exited); the error is logged; later connections are served."""
+    from pytest_smtp_sink.core.protocol import SinkProtocol
+
+    real_start = SinkProtocol.start
+
+    def boom(self: SinkProtocol) -> None:
+        raise RuntimeError("greeting bug")
+
+    log = Log()
+    with trio.fail_after(LIMIT):
+        async with serving(log=log) as (_server, [addr]):
+            monkeypatch.setattr(SinkProtocol, "start", boom)
+            conn = await tcp(addr)
+            assert await conn.eof() == b""
+            await conn.aclose()
+            monkeypatch.setattr(SinkProtocol, "start", real_start)
+            conn = await tcp(addr)
+            assert await conn.line() == b"220 smtp-sink ESMTP"
+            await conn.aclose()
+    assert any("greeting bug" in text for text in log.errors())
+
+
+async def test_a_switch_during_a_transaction_applies_from_the_next_one() -> None:
+    """Capture switched on between MAIL and ".": that transaction is not half-captured
+    (it used to give a Transaction with empty mail_args, rcpt_args and queue_id)."""
+    seen: list[Transaction] = []
+    async with serving() as (server, [addr]):
+        conn = await tcp(addr)
+        await conn.line()
+        await conn.send(MESSAGE)
+        assert (await conn.lines(4))[3].startswith(b"354")
+        server.subscribe(seen.append)
+        await conn.send(BODY)
+        assert await conn.line() == b"250 2.0.0 Ok"
+        assert seen == []
+        assert await send_message(conn) == b"250 2.0.0 Ok"
+    [tx] = seen
+    assert tx.mail_args == "<a@example.com>" and tx.rcpt_args == ("<b@example.com>",)
+    assert len(tx.queue_id) == 8
+
+
 async def test_n_stops_after_quit_sessions_without_c() -> None:
-    server = SinkServer(config(max_sessions=2), log=Log())
+    server = SinkServer(config(max_sessions=2), log=Log(), driver=support.DRIVER)
     with trio.fail_after(LIMIT):
         async with trio.open_nursery() as nursery:
             [addr] = await nursery.start(server.run)
