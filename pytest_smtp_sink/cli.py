@@ -1,9 +1,13 @@
-"""The Postfix-compatible command line: ``smtp-sink [options] ADDRESS BACKLOG``."""
+"""The Postfix-compatible command line: ``smtp-sink [options] ADDRESS BACKLOG``.
+
+POSIX-only modules (``pwd``, ``syslog``) are imported where they are used: on a platform
+without them (Windows) ``-u``, ``-R`` and ``-s`` fail with one ``fatal:`` line.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import pwd
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -21,8 +25,24 @@ class Fatal(Exception):
     """Print ``prog: fatal: <text>`` and exit 1."""
 
 
+def unsupported_options(inv: Invocation) -> str | None:
+    """Why this platform cannot do what the command line asks, if it cannot."""
+    cfg = inv.config
+    if cfg.user is not None and (
+        importlib.util.find_spec("pwd") is None or not hasattr(os, "setuid")
+    ):
+        return f"-u {cfg.user}: switching to another user is not supported on this platform"
+    if cfg.chroot is not None and not hasattr(os, "chroot"):
+        return f"-R {cfg.chroot}: chroot is not supported on this platform"
+    if cfg.log_commands and importlib.util.find_spec("syslog") is None:
+        return "-s: there is no syslog on this platform"
+    return None
+
+
 def drop_privileges(user: str, chroot: str | None) -> None:
-    """chroot (-R) and switch to ``user`` (-u), after the listeners are bound."""
+    """chroot (-R) and switch to ``user`` (-u), after the listeners are bound (POSIX)."""
+    import pwd
+
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
@@ -130,8 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             err.write(f"{prog}: fatal: {exc}\n")
         return 1
-    if os.geteuid() == 0 and inv.config.user is None:
+    geteuid = getattr(os, "geteuid", None)  # POSIX: root must say which user to become
+    if geteuid is not None and geteuid() == 0 and inv.config.user is None:
         err.write(f"{prog}: fatal: -u option is required if running as root\n")
+        return 1
+    unsupported = unsupported_options(inv)
+    if unsupported is not None:
+        err.write(f"{prog}: fatal: {unsupported}\n")
         return 1
     try:
         trio.run(serve, inv, prog)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import pytest
 import trio
 
 from pytest_smtp_sink import SinkConfig, SinkServer
@@ -18,6 +20,15 @@ from pytest_smtp_sink.server import selector
 # platform has a pollable selector. ``sink_driver`` (tests/conftest.py) sets ``DRIVER``.
 DRIVERS = ["portable", *(["selector"] if selector.available() else [])]
 DRIVER: str | None = None
+
+# Platform facts, looked up: the simulated macOS/Windows env (tests/simulated_platform)
+# takes them away on Linux and sets SMTP_SINK_SIMULATED_PLATFORM.
+SIMULATED = bool(os.environ.get("SMTP_SINK_SIMULATED_PLATFORM"))
+ON_LINUX = sys.platform.startswith("linux") and not SIMULATED
+HAVE_UNIX_SOCKETS = hasattr(socket, "AF_UNIX")
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+needs_linux = pytest.mark.skipif(not ON_LINUX, reason="Linux only (/proc, Postfix binaries)")
+needs_unix_sockets = pytest.mark.skipif(not HAVE_UNIX_SOCKETS, reason="no AF_UNIX here")
 
 
 def ipv6_loopback_available() -> bool:
@@ -34,7 +45,16 @@ def ipv6_loopback_available() -> bool:
 
 @contextmanager
 def local_tz(name: str) -> Iterator[None]:
-    """Run with TZ=name (dump dates are local time), restoring the old zone afterwards."""
+    """Run with TZ=name (dump dates are local time), restoring the old zone afterwards.
+
+    Where the zone cannot be switched at run time (no ``time.tzset``: Windows), runs only if
+    the local zone already is ``name``, and skips the test otherwise.
+    """
+    if not hasattr(time, "tzset"):
+        if time.tzname[0] != name:
+            pytest.skip(f"needs time.tzset to switch the local time zone to {name}")
+        yield
+        return
     old = os.environ.get("TZ")
     os.environ["TZ"] = name
     time.tzset()

@@ -1019,6 +1019,9 @@ def test_delay_not_collecting() -> None:
 class ScriptedRandom(random.Random):
     """randrange() returns scripted values (the -W odds die)."""
 
+    def __new__(cls, rolls: list[int]) -> ScriptedRandom:
+        return super().__new__(cls, 0)  # Python 3.10 seeds from the constructor's arguments
+
     def __init__(self, rolls: list[int]) -> None:
         super().__init__(0)
         self.rolls = list(rolls)

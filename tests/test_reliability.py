@@ -369,7 +369,7 @@ LISTEN = {
         pytest.param(
             "inet6", marks=pytest.mark.skipif(not ipv6_loopback_available(), reason="no ::1")
         ),
-        "unix",
+        pytest.param("unix", marks=support.needs_unix_sockets),
     ],
 )
 async def test_nothing_lost_capture(family: str) -> None:

@@ -20,7 +20,14 @@ from typing import Any
 import pytest
 import support
 import trio
-from support import Log, config, ipv6_loopback_available, serving
+from support import (
+    Log,
+    config,
+    ipv6_loopback_available,
+    needs_linux,
+    needs_unix_sockets,
+    serving,
+)
 
 from pytest_smtp_sink.core.config import SinkConfig
 from pytest_smtp_sink.dump.transaction import Transaction
@@ -197,6 +204,7 @@ async def test_both_families_share_the_port(address: str) -> None:
             await conn.aclose()
 
 
+@needs_unix_sockets
 async def test_unix_socket(tmp_path: Path) -> None:
     path = tmp_path / "sink.sock"
     path.write_text("stale file in the way\n")
@@ -215,6 +223,7 @@ async def test_unix_socket(tmp_path: Path) -> None:
     assert seen[0].client_addr == "local"
 
 
+@needs_unix_sockets
 async def test_unix_socket_verbose_log(tmp_path: Path) -> None:
     log = Log()
     path = tmp_path / "v.sock"
@@ -237,6 +246,7 @@ async def test_port_in_use_is_a_listen_error() -> None:
         assert str(info.value) == f"bind 127.0.0.1 port {port}: Address already in use"
 
 
+@needs_unix_sockets
 async def test_unix_path_in_missing_directory(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "sink.sock"
     server = SinkServer(SinkConfig(), f"unix:{path}", log=Log())
@@ -245,6 +255,15 @@ async def test_unix_path_in_missing_directory(tmp_path: Path) -> None:
     assert str(info.value) == f"bind {path}: No such file or directory"
 
 
+@pytest.mark.skipif(support.HAVE_UNIX_SOCKETS, reason="AF_UNIX exists here")
+async def test_unix_listener_without_af_unix_is_a_listen_error(tmp_path: Path) -> None:
+    server = SinkServer(SinkConfig(), f"unix:{tmp_path}/s.sock", log=Log())
+    with pytest.raises(ListenError) as info:
+        await server.run()
+    assert str(info.value) == f"unix:{tmp_path}/s.sock: unix-domain sockets are not supported here"
+
+
+@needs_linux
 async def test_cancellation_leaves_no_socket_open() -> None:
     def open_sockets() -> set[str]:
         out = set()

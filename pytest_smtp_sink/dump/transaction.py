@@ -31,7 +31,7 @@ def format_date(timestamp: float) -> str:
     return (
         f"{days[tm.tm_wday]}, {tm.tm_mday:2d} {months[tm.tm_mon - 1]} {tm.tm_year:04d} "
         f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} "
-        f"{sign}{abs(hours):02d}{minutes:02d} ({tm.tm_zone})"
+        f"{sign}{abs(hours):02d}{minutes:02d} ({tm.tm_zone or time.tzname[tm.tm_isdst > 0]})"
     )
 
 

@@ -18,6 +18,10 @@ from .transaction import Transaction, with_queue_id
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 MAX_TRIES = 100
+# Dumps are bytes: no newline translation where the platform has text-mode files (Windows).
+_BINARY = getattr(os, "O_BINARY", 0)
+CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY
+APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | _BINARY
 
 
 def expand_template(template: str, timestamp: float) -> str:
@@ -59,13 +63,13 @@ class DumpWriter:
         for _ in range(MAX_TRIES):
             path = prefix + tx.queue_id
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+                fd = os.open(path, CREATE_NEW, FILE_MODE)
             except FileExistsError:
                 tx = with_queue_id(tx, f"{self.rng.getrandbits(31):08x}")
                 continue
             except FileNotFoundError:
                 _makedirs_for(path)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+                fd = os.open(path, CREATE_NEW, FILE_MODE)
             try:
                 _write_all(fd, tx.render())
             except OSError:
@@ -79,10 +83,10 @@ class DumpWriter:
     @staticmethod
     def _append(path: str, data: bytes) -> None:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+            fd = os.open(path, APPEND, FILE_MODE)
         except FileNotFoundError:
             _makedirs_for(path)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+            fd = os.open(path, APPEND, FILE_MODE)
         try:
             size = os.fstat(fd).st_size
             try:

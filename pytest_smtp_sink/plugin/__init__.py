@@ -20,6 +20,7 @@ import pytest
 from ..core.config import SinkConfig, from_options
 from ..core.errors import ConfigError
 from ..core.options import CLI_ONLY_NAMES, LISTENER_NAMES, OPTIONS, PYTEST_NAMES, ini_help
+from ..dump.writer import CREATE_NEW, FILE_MODE
 from ..server.listeners import Endpoint, ListenError
 from .handle import SmtpSink
 from .loop import SinkError, SinkThread
@@ -361,7 +362,7 @@ def write_dumps(folder: Path, sink: SmtpSink) -> None:
         while path.exists():
             path = folder / f"{tx.queue_id}.{n}"
             n += 1
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, CREATE_NEW, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(tx.render())
 

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import support
 
 from .sinkdiff import Dialogue, Programs, ServerPool, find_postfix_sink
 
@@ -35,6 +36,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def programs() -> Programs:
+    if not support.ON_LINUX:
+        pytest.skip("Postfix's smtp-sink and this harness (/proc/net) run on Linux")
     exe = find_postfix_sink()
     if exe is None:
         msg = (
