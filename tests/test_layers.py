@@ -86,7 +86,7 @@ def test_imports_follow_the_layers(module: str) -> None:
             other = _layer(target)
             if other is None or (other != layer and other not in allowed_layers):
                 bad.append(target)
-        elif top not in sys.stdlib_module_names and top not in allowed_third and top != "__future__":
+        elif top not in sys.stdlib_module_names | allowed_third | {"__future__"}:
             bad.append(target)
     assert bad == [], f"{module} ({layer}) may not import {bad}"
 
@@ -101,7 +101,7 @@ def test_no_import_cycles() -> None:
         path.append(module)
         for target in sorted(inner[module]):
             if state.get(target) == 1:
-                cycle = path[path.index(target) :] + [target]
+                cycle = [*path[path.index(target) :], target]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if target not in state:
                 visit(target)
