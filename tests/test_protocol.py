@@ -1020,7 +1020,7 @@ class ScriptedRandom(random.Random):
     """randrange() returns scripted values (the -W odds die)."""
 
     def __new__(cls, rolls: list[int]) -> ScriptedRandom:
-        return super().__new__(cls, 0)  # Python 3.10 seeds from the constructor's arguments
+        return super().__new__(cls)  # Python 3.10 would seed from the constructor's arguments
 
     def __init__(self, rolls: list[int]) -> None:
         super().__init__(0)
