@@ -125,5 +125,8 @@ def test_core_needs_nothing_but_the_standard_library() -> None:
         "third = [m for m in third if not m.startswith('__editable__')]\n"
         "print(third)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # -I: no PYTHONPATH, so no sitecustomize of the simulated platform (it preloads trio)
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "[]", out.stdout
