@@ -91,7 +91,7 @@ def test_plugin_default_and_marker(pytester: pytest.Pytester) -> None:
         @pytest.mark.smtp_sink(max_message_size=1000)
         def test_marker(smtp_sink):
             send(smtp_sink, 100)
-            with pytest.raises(smtplib.SMTPDataError) as info:
+            with pytest.raises(smtplib.SMTPSenderRefused) as info:  # SIZE= at MAIL
                 send(smtp_sink, 5000)
             assert info.value.smtp_code == 552
             assert len(smtp_sink.transactions) == 1

@@ -56,13 +56,14 @@ R_STORE_FAILED = b"451 4.3.0 Error: queue file write error\r\n"
 MAX_COMMAND = 2046  # octets before the CRLF (reference §4.2)
 
 
-def sanitized(raw: bytes) -> str:
-    return "".join(chr(c) if 0x20 <= c <= 0x7E else "?" for c in raw)
+def as_sent(raw: bytes) -> str:
+    """A client's text as a live Transaction keeps it (the dump sanitises it)."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def args_value(raw: bytes) -> str:
     """X-Mail-Args / X-Rcpt-Args (reference §14.2)."""
-    text = sanitized(raw)
+    text = as_sent(raw)
     colon = text.find(":")
     return "" if colon < 0 else text[colon:].lstrip(":").lstrip(" ")
 
@@ -140,7 +141,7 @@ class Model:
             return R_BYE
         if token in (b"HELO", b"EHLO", b"LHLO"):
             self.reset()
-            self.helo = sanitized(args).lstrip(" ")
+            self.helo = as_sent(args).lstrip(" ")
             return R_HELO if token == b"HELO" else R_EHLO
         raise AssertionError(f"not modelled: {token!r}")  # AUTH is never generated
 

@@ -2,19 +2,21 @@
 
 Options are read as getopt reaches them (with a leading '+': stop at the first non-option),
 so the first bad one is the one reported, as in Postfix. How each flag is read comes from the
-option table.
+option table. Our extensions have long options only (``--starttls``, ``--tls-cert=FILE`` or
+``--tls-cert FILE``): Postfix's letters keep their meaning.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .config import SinkConfig
 from .errors import ConfigError, UsageError
-from .options import BY_FLAG, COUNT, DELAY, UNION
-from .values import Delay, atoi
+from .options import BY_FLAG, BY_LONG, COUNT, DELAY, ENTRY, UNION, Option
+from .values import EXTENSION_COMMANDS, Delay, atoi
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,9 @@ class Invocation:
     backlog: int
 
 
-def _getopt(argv: Sequence[str], rest: list[str]) -> Iterator[tuple[str, str]]:
-    """POSIX getopt with a leading '+': yields (letter, argument); what follows the options
-    is left in ``rest``."""
+def _getopt(argv: Sequence[str], rest: list[str]) -> Iterator[tuple[Option, str, str]]:
+    """getopt_long with a leading '+': yields (option, "-X" or "--name", argument); what
+    follows the options is left in ``rest``."""
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -37,6 +39,25 @@ def _getopt(argv: Sequence[str], rest: list[str]) -> Iterator[tuple[str, str]]:
             break
         if not arg.startswith("-") or arg == "-":
             break
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            long = BY_LONG.get(name)
+            if long is None:
+                raise UsageError(f"unrecognized option '--{name}'", option=arg, usage=True)
+            if long.takes_arg and not eq:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(
+                        f"option '--{name}' requires an argument", option=arg, usage=True
+                    )
+                value = argv[i]
+            elif eq and not long.takes_arg:
+                raise UsageError(
+                    f"option '--{name}' doesn't allow an argument", option=arg, usage=True
+                )
+            yield long, f"--{name}", value
+            i += 1
+            continue
         j = 1
         while j < len(arg):
             ch = arg[j]
@@ -53,9 +74,9 @@ def _getopt(argv: Sequence[str], rest: list[str]) -> Iterator[tuple[str, str]]:
                             f"option requires an argument -- '{ch}'", option=f"-{ch}", usage=True
                         )
                     value = argv[i]
-                yield ch, value
+                yield option, f"-{ch}", value
                 break
-            yield ch, ""
+            yield option, f"-{ch}", ""
             j += 1
         i += 1
     rest.extend(argv[i:])
@@ -66,11 +87,17 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
     kw: dict[str, Any] = {}
     commands: dict[str, set[str]] = {}
     delays: dict[str, Delay] = {}
+    entries: dict[str, dict[str, Any]] = {}
     verbose = 0
     args: list[str] = []
-    for letter, text in _getopt(argv, args):
-        option = BY_FLAG[letter]
-        value: Any = option.switch if option.parse is None else option.parse(text, f"-{letter}")
+    typed: list[tuple[str, str]] = []  # (flag, name as typed) of extension commands
+    for option, spelled, text in _getopt(argv, args):
+        value: Any = option.switch if option.parse is None else option.parse(text, spelled)
+        if option.merge in (UNION, DELAY):
+            words = re.split(r"[ \t\r\n,]+", text) if option.merge == UNION else [
+                text.lstrip(":").partition(":")[0]
+            ]
+            typed += [(spelled, w) for w in words if w.upper() in EXTENSION_COMMANDS]
         if option.merge == UNION:
             commands.setdefault(option.name, set()).update(value)
         elif option.merge == COUNT:
@@ -78,6 +105,9 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
         elif option.merge == DELAY:
             name, delay = value
             delays[name] = delay
+        elif option.merge == ENTRY:
+            key, item = value
+            entries.setdefault(option.name, {})[key] = item
         else:
             kw[option.name] = value
         kw.update(option.implies)  # -f and -r imply -p, even with an empty list
@@ -89,10 +119,12 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
         raise UsageError(f"bad backlog: {backlog_text}", usage=True)
     for name, names in commands.items():
         kw[name] = frozenset(names)
+    kw.update(entries)
     kw["delays"] = delays
     kw["verbose"] = verbose
-    if kw.get("dump_template") is not None and kw.get("dump_file_template") is not None:
-        raise ConfigError("use only one of -d or -D, but not both", option="-d")
+    for spelled, word in typed:  # without its extension, Postfix's "unknown command"
+        if not kw.get(EXTENSION_COMMANDS[word.upper()]):
+            raise ConfigError(f"unknown command: {word}", option=spelled)
     for name, flag in (("dump_template", "-d"), ("dump_file_template", "-D")):
         if kw.get(name) == "":
             raise ConfigError("empty dump template", option=flag)

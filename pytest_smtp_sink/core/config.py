@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
 from .options import CONVERTERS, NEEDS_TASK_NAMES
-from .values import DEFAULT_HARD_REPLY, DEFAULT_SOFT_REPLY, Delay
+from .values import DEFAULT_HARD_REPLY, DEFAULT_SOFT_REPLY, EXTENSION_COMMANDS, Delay
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,17 @@ class SinkConfig:
     # capture (no smtp-sink flag): a collected message larger than this many octets of DATA
     # is answered 552 5.3.4 and not kept; None: no limit (the pytest plugin sets 64 MiB)
     max_message_size: int | None = None
+    # extensions Postfix's sink lacks (DESIGN §7), off unless asked for
+    starttls: bool = False  # --starttls
+    implicit_tls: bool = False  # --implicit-tls
+    require_tls: bool = False  # --require-tls
+    tls_cert: str | None = None  # --tls-cert
+    tls_key: str | None = None  # --tls-key
+    smtputf8: bool = False  # --smtputf8
+    chunking: bool = False  # --chunking (CHUNKING and BINARYMIME)
+    auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")  # --auth-mechanisms
+    users: Mapping[str, str] | None = None  # --auth-user name:password (repeatable)
+    auth_required: bool = False  # --auth-required
 
     def __post_init__(self) -> None:
         validate(self)
@@ -82,6 +93,11 @@ class SinkConfig:
     def needs_task(self) -> bool:
         """Sessions may have to wait (delays): they are served by a task of their own."""
         return any(getattr(self, name) not in (None, {}) for name in _NEEDS_TASK_FIELDS)
+
+    @property
+    def tls(self) -> bool:
+        """Sessions may use TLS (a certificate is needed)."""
+        return self.starttls or self.implicit_tls
 
     @property
     def dumping(self) -> bool:
@@ -146,3 +162,22 @@ def validate(cfg: SinkConfig) -> None:
     """Cross-field checks shared by every way of building a config."""
     if cfg.dump_template is not None and cfg.dump_file_template is not None:
         raise ConfigError("use only one of -d or -D, but not both", option="-d")
+    if cfg.require_tls and not cfg.tls:
+        raise ConfigError(
+            "require_tls needs starttls or implicit_tls (--starttls, --implicit-tls)",
+            option="require_tls",
+        )
+    if cfg.tls_key is not None and cfg.tls_cert is None:
+        raise ConfigError("tls_key needs tls_cert (--tls-cert)", option="tls_key")
+    for name in COMMAND_FIELDS:
+        for command in sorted(extension_commands_off(getattr(cfg, name), cfg)):
+            extension = EXTENSION_COMMANDS[command]
+            raise ConfigError(f"{name}: {command} needs {extension}=True", option=name)
+
+
+COMMAND_FIELDS = ("reject", "soft_reject", "disconnect", "disconnect_421", "log_commands", "delays")
+
+
+def extension_commands_off(names: Iterable[str], cfg: SinkConfig) -> set[str]:
+    """The extension commands among ``names`` whose extension ``cfg`` does not turn on."""
+    return {n for n in names if n in EXTENSION_COMMANDS and not getattr(cfg, EXTENSION_COMMANDS[n])}

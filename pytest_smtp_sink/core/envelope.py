@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import SinkConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -11,7 +15,8 @@ class Envelope:
 
     ``helo`` and ``client_proto`` are the values at MAIL (the X-Helo-Args and X-Client-Proto
     headers); ``received_helo`` and ``received_proto`` those at the end of data, which the
-    Received header names, as in Postfix.
+    Received header names, as in Postfix. Texts from the client are kept as sent (UTF-8, with
+    other octets as surrogates: ``client_text``); the dump sanitises them as Postfix does.
     """
 
     client_addr: str  # "127.0.0.1", "ipv6:::1" or "local"
@@ -26,6 +31,18 @@ class Envelope:
     hostname: str  # -h
     start_string: str  # -S
     data: bytes  # the message in its dump form (``framing.dump_form``)
+    smtputf8: bool = False  # MAIL ... SMTPUTF8 (announced): addresses are UTF-8 text
+    auth_user: str | None = None  # the user of a successful AUTH
+    tls: str | None = None  # "TLSv1.3 TLS_AES_256_GCM_SHA384" when TLS was on
+    raw: bytes | None = None  # BDAT: the message octets exactly as received
+    # the configuration the transaction began with (where to dump it, the reply to ".")
+    config: SinkConfig | None = field(default=None, compare=False, repr=False)
+
+
+def client_text(raw: bytes) -> str:
+    """Octets from the client as text: UTF-8, any other octet kept as a surrogate, so that
+    ``text.encode("utf-8", "surrogateescape")`` gives the octets back."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def mail_or_rcpt_value(args: str) -> str:

@@ -1,9 +1,9 @@
 """What the protocol tells its driver: frozen events, one union type (in h11's manner).
 
 The driver takes a batch with ``SinkProtocol.take_events()`` and acts on every event in
-order. A *pause* (``Delay``, ``ReadDelay``, ``Abort``, ``MessageReceived``) is always the last
-event of its batch: the protocol does nothing more until the driver calls the pause's
-acknowledgement, named in its docstring. The other events only inform.
+order. A *pause* (``Delay``, ``ReadDelay``, ``Abort``, ``StartTls``, ``MessageReceived``) is
+the last event of its batch: the protocol does nothing more until the driver calls the
+pause's acknowledgement, named in its docstring. The other events only inform.
 """
 
 from __future__ import annotations
@@ -42,6 +42,12 @@ class Abort:
 
 
 @dataclass(frozen=True, slots=True)
+class StartTls:
+    """Pause: STARTTLS was accepted. Send the replies so far (``220 2.0.0 Ready to start
+    TLS``), do the TLS handshake, then ``tls_started(description)`` (or close)."""
+
+
+@dataclass(frozen=True, slots=True)
 class MessageReceived:
     """Pause: end of data while collecting. Store ``envelope`` (dump, capture), then
     ``message_stored(ok)``; the reply to "." depends on ``ok``."""
@@ -61,9 +67,11 @@ class QuitReceived:
 
 @dataclass(frozen=True, slots=True)
 class Close:
-    """Send the replies so far, then close. ``warning`` goes to the log when set."""
+    """Send the replies so far, then close. ``warning`` goes to the log when set;
+    ``disconnect``: -v logs "disconnect" (not after an -A abort, as in Postfix)."""
 
     warning: str | None = None
+    disconnect: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +89,17 @@ class CommandLogged:
 
 
 Event = (
-    Delay | ReadDelay | Abort | MessageReceived | MessageEnd | QuitReceived | Close | LogLine
-    | CommandLogged
+    Delay | ReadDelay | Abort | StartTls | MessageReceived | MessageEnd | QuitReceived | Close
+    | LogLine | CommandLogged
 )  # fmt: skip
-Pause = Delay | ReadDelay | Abort | MessageReceived
-PAUSES = (Delay, ReadDelay, Abort, MessageReceived)
+Pause = Delay | ReadDelay | Abort | StartTls | MessageReceived
 
 # Events without fields are immutable: one instance serves every session.
+START_TLS = StartTls()
 MESSAGE_END = MessageEnd()
 QUIT_RECEIVED = QuitReceived()
 CLOSE = Close()
+CLOSE_SILENTLY = Close(disconnect=False)
 
 
 def assert_never(value: NoReturn) -> NoReturn:

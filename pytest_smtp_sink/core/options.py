@@ -43,6 +43,9 @@ SET = "set"  # the last one wins
 UNION = "union"  # command lists add up when the flag is repeated
 COUNT = "count"  # each -v adds one
 DELAY = "delay"  # (command, delay) into the delays table
+ENTRY = "entry"  # (key, value) into a mapping (--auth-user name:password)
+
+AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")  # the ones we can check
 
 CliParse = Callable[[str, str], Any]  # (argument text, "-X") -> value
 
@@ -64,6 +67,7 @@ class Option:
     merge: str = SET
     implies: tuple[tuple[str, object], ...] = ()  # fields a flag also sets
     needs_task: bool = False  # a session with it set must be able to wait
+    long: str | None = None  # the long command-line option (extensions: ``--starttls``)
 
     @property
     def takes_arg(self) -> bool:
@@ -157,6 +161,52 @@ def _text(name: str, value: object) -> str:
     return encodable(name, str_value(name, value))
 
 
+def _path(name: str, value: object) -> str:
+    text = str_value(name, value)
+    if not text:
+        raise ConfigError(f"{name} must not be empty", option=name)
+    return text
+
+
+def _mechanisms(name: str, value: object) -> tuple[str, ...]:
+    """AUTH mechanisms: ``"PLAIN LOGIN"``, ``"plain,cram-md5"`` or a list; order kept."""
+    if isinstance(value, str):
+        items = [m for m in re.split(r"[ \t,]+", value) if m]
+    elif isinstance(value, (list, tuple)) and all(isinstance(m, str) for m in value):
+        items = list(value)
+    else:
+        raise ConfigError(f"{name} must be a list of mechanisms, not {value!r}", option=name)
+    out: list[str] = []
+    for item in items:
+        mech = item.upper()
+        if mech not in AUTH_MECHANISMS:
+            known = ", ".join(AUTH_MECHANISMS)
+            raise ConfigError(f"unknown AUTH mechanism: {item} (known: {known})", option=name)
+        if mech not in out:
+            out.append(mech)
+    return tuple(out)
+
+
+def _user_entry(text: str, option: str) -> tuple[str, str]:
+    name, sep, password = text.partition(":")
+    if not sep or not name:
+        raise ConfigError(f"bad user: {text} (expected name:password)", option=option)
+    return name, password
+
+
+def _users(name: str, value: object) -> dict[str, str] | None:
+    """``{"name": "password"}``, or ``"alice:secret bob:pw"`` (ini)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return dict(_user_entry(item, name) for item in value.split() if item)
+    if isinstance(value, Mapping) and all(
+        isinstance(k, str) and k and isinstance(v, str) for k, v in value.items()
+    ):
+        return dict(value)
+    raise ConfigError(f"{name} must map user names to passwords, not {value!r}", option=name)
+
+
 # ------------------------------------------------------------ command-line parsers
 
 
@@ -191,6 +241,16 @@ def _cli_raw(text: str, flag: str) -> str:
 
 def _cli_commands(text: str, flag: str) -> frozenset[str]:
     return parse_commands(text, option=flag)
+
+
+def _cli_size(text: str, flag: str) -> int:
+    return positive_int(text, "message size limit", flag)
+
+
+def _extension(name: str, long: str, meaning: str, **kw: Any) -> Option:
+    """A switch of our own (no Postfix letter): ``--long``."""
+    kw.setdefault("convert", bool_value)
+    return Option(name, None, f"{name}=True", meaning, switch=True, long=long, **kw)
 
 
 _NO_PIPELINING = (("pipelining", False),)
@@ -301,11 +361,40 @@ OPTIONS: tuple[Option, ...] = (
            " man page's dice rule)", delay_table, metavar="c:s[:odds]",
            parse=lambda text, flag: parse_delay_spec(text), merge=DELAY,
            needs_task=True),
+    # extensions (DESIGN §7): off on the command line unless asked for
     Option("max_message_size", None, "max_message_size=n",
-           "(no flag) a captured or dumped message over *n* octets of DATA is answered ``552"
-           " 5.3.4 Error: message file too big`` and not kept; ``None``/``0``: no limit."
-           " Default: none on the command line, 64 MiB in pytest (captures live in memory)",
-           _max_message_size),
+           "a message over *n* octets of DATA is answered ``552 5.3.4 Error: message file too"
+           " big`` and not kept, and SIZE *n* is announced (``MAIL ... SIZE=`` over it gets"
+           " ``552 5.3.4``); ``None``/``0``: no limit. Default: none on the command line,"
+           " 64 MiB in pytest (captures live in memory)", _max_message_size,
+           metavar="n", parse=_cli_size, long="max-message-size"),
+    _extension("starttls", "starttls",
+               "announce and accept STARTTLS (RFC 3207); the certificate: ``tls_cert``, or"
+               " one signed by a test CA (pytest: ``smtp_sink.ca_file``)"),
+    _extension("implicit_tls", "implicit-tls",
+               "TLS from the first octet (SMTPS, RFC 8314)", scope=LISTENER),
+    _extension("require_tls", "require-tls",
+               "MAIL and AUTH before TLS get ``530 5.7.0 Must issue a STARTTLS command"
+               " first``; AUTH is announced inside TLS only"),
+    Option("tls_cert", None, "tls_cert=file",
+           "certificate chain (PEM) for TLS, with its key unless ``tls_key`` is given",
+           optional(_path), metavar="file", parse=_cli_raw, long="tls-cert"),
+    Option("tls_key", None, "tls_key=file", "private key (PEM) of ``tls_cert``",
+           optional(_path), metavar="file", parse=_cli_raw, long="tls-key"),
+    _extension("smtputf8", "smtputf8",
+               "announce SMTPUTF8 (RFC 6531); its UTF-8 addresses are dumped as UTF-8"),
+    _extension("chunking", "chunking",
+               "announce CHUNKING and BINARYMIME (RFC 3030): ``BDAT n [LAST]``"),
+    Option("auth_mechanisms", None, 'auth_mechanisms="PLAIN LOGIN CRAM-MD5"',
+           "the AUTH mechanisms announced and accepted (default ``PLAIN LOGIN``, as"
+           " Postfix; pytest adds ``CRAM-MD5``)", _mechanisms, metavar="list",
+           parse=lambda text, flag: _mechanisms(flag, text), long="auth-mechanisms"),
+    Option("users", None, 'users={"name": "password"}',
+           "AUTH must name one of these users with its password (``535 5.7.8``"
+           " otherwise); without it any credentials are accepted", _users,
+           metavar="name:password", parse=_user_entry, merge=ENTRY, long="auth-user"),
+    _extension("auth_required", "auth-required",
+               "MAIL before a successful AUTH gets ``530 5.7.0 Authentication required``"),
     Option("listen", None, 'listen="unix:/path"',
            "(pytest only) a dedicated listener at this address for the test",
            scope=PLUGIN_ONLY),
@@ -315,6 +404,7 @@ OPTIONS: tuple[Option, ...] = (
 # ----------------------------------------------------------------- derived views
 
 BY_FLAG: Mapping[str, Option] = {o.flag: o for o in OPTIONS if o.flag is not None}
+BY_LONG: Mapping[str, Option] = {o.long: o for o in OPTIONS if o.long is not None}
 
 OPTSTRING = "".join(f"{flag}:" if o.takes_arg else flag for flag, o in BY_FLAG.items())
 
@@ -352,7 +442,8 @@ def readme_table() -> str:
     lines = [".. list-table::", "   :header-rows: 1", "   :widths: 14 30 56", ""]
     lines += [f"   * - {rows[0]}", f"     - {rows[1]}", f"     - {rows[2]}"]
     for o in OPTIONS:
-        flag = f"``-{o.flag}{' ' + o.metavar if o.metavar else ''}``" if o.flag else ""
+        arg = f" {o.metavar}" if o.metavar else ""
+        flag = f"``-{o.flag}{arg}``" if o.flag else f"``--{o.long}{arg}``" if o.long else ""
         spelling = o.spelling if o.spelling.startswith(("(", "``")) else f"``{o.spelling}``"
         lines.append(f"   * - {flag}" if flag else "   * -")
         lines.append(f"     - {spelling}")
@@ -363,5 +454,7 @@ def readme_table() -> str:
 def ini_help(option: Option) -> str:
     """The ``pytest --help`` text of ``smtp_sink_<name>``."""
     flag = f" (smtp-sink -{option.flag})" if option.flag else ""
+    if option.long:
+        flag = f" (smtp-sink --{option.long})"
     text = re.sub(r"``|\*", "", option.meaning)
     return f"{text}{flag}; marker form: {option.spelling.replace('``', '')}"

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import random
 import time
 from collections.abc import Callable
 
 from .config import SinkConfig
-from .envelope import Envelope, mail_or_rcpt_value
+from .envelope import Envelope, client_text, mail_or_rcpt_value
 from .events import (
     CLOSE,
+    CLOSE_SILENTLY,
     MESSAGE_END,
     QUIT_RECEIVED,
+    START_TLS,
     Abort,
     Close,
     CommandLogged,
@@ -30,6 +34,7 @@ from .events import (
     MessageReceived,
     Pause,
     ReadDelay,
+    StartTls,
 )
 from .framing import END_OF_DATA, MAX_LINE, dump_form, sanitize
 from .replies import (
@@ -41,11 +46,16 @@ from .replies import (
     R_AUTH_ABORTED,
     R_AUTH_AGAIN,
     R_AUTH_BAD64,
+    R_AUTH_INVALID,
     R_AUTH_MECH,
     R_AUTH_OK,
+    R_AUTH_REQUIRED,
     R_AUTH_SYNTAX,
+    R_BDAT_SYNTAX,
+    R_BINARYMIME_NEEDS_BDAT,
     R_BYE,
     R_DATA,
+    R_DATA_AFTER_BDAT,
     R_EMPTY,
     R_LMTP_DOT,
     R_MAIL,
@@ -54,10 +64,17 @@ from .replies import (
     R_NESTED,
     R_OK,
     R_RCPT,
+    R_SIZE_EXCEEDED,
+    R_SIZE_SYNTAX,
+    R_STARTTLS,
+    R_STARTTLS_SYNTAX,
     R_STORE_FAILED,
+    R_TLS_ACTIVE,
+    R_TLS_REQUIRED,
     R_TOO_BIG,
     R_UNKNOWN,
     Tables,
+    bdat_ok,
 )
 
 
@@ -66,7 +83,7 @@ class ProtocolError(RuntimeError):
 
 
 # phases
-_COMMAND, _DATA, _AUTH, _CLOSED = 0, 1, 2, 3
+_COMMAND, _DATA, _AUTH, _CLOSED, _BDAT = 0, 1, 2, 3, 4
 
 
 class SinkProtocol:
@@ -103,7 +120,12 @@ class SinkProtocol:
         self.helo: str | None = None
         self.proto = self.tables.initial_proto
         self.authenticated = False
+        self.auth_user: str | None = None
         self._auth_step: str | None = None
+        self._auth_user_step: str | None = None  # LOGIN: the user name, until the password
+        self._challenge = b""  # CRAM-MD5
+        self.tls: str | None = None  # "TLSv1.3 TLS_AES_256_GCM_SHA384" once TLS is on
+        self._started = False
         # -A and -H: pauses that come once the buffered input is used up
         self._aborting = False
         self._abort_after: float | None = None
@@ -115,6 +137,15 @@ class SinkProtocol:
         self._queue_id = ""
         self._tx_helo: str | None = None
         self._tx_proto = ""
+        self._tx_smtputf8 = False
+        self._binarymime = False  # MAIL ... BODY=BINARYMIME: only BDAT may follow
+        self._bdat_seen = False  # a BDAT chunk came in this transaction: DATA may not
+        self._bdat_left = 0  # octets of the current BDAT chunk still to come
+        self._bdat_size = 0
+        self._bdat_last = False
+        self._bdat_token = ""
+        self._bdat_args = b""
+        self._raw: list[bytes] = []  # BDAT: the message octets as received
         self._chunks: list[bytes] = []
         self._tail = b"\r\n"
         # end-of-data bookkeeping for the '.' reply
@@ -148,12 +179,17 @@ class SinkProtocol:
         return self._phase == _DATA
 
     def set_tables(self, tables: Tables, collect: bool) -> None:
-        """Switch to another configuration: from the next command, or, during a
-        transaction, from the first command after it."""
-        if self.in_mail:
+        """Switch to another configuration: at once when no transaction is under way, else
+        once it is over (its end-of-data reply given, or it was reset)."""
+        if self.in_mail or self._eod or self._pause is not None:
             self._pending = (tables, collect)
         else:
             self._adopt(tables, collect)
+
+    @property
+    def pause(self) -> Pause | None:
+        """The pause waiting for its acknowledgement, if any."""
+        return self._pause
 
     def take_output(self) -> bytes:
         out = bytes(self.output)
@@ -168,6 +204,7 @@ class SinkProtocol:
 
     def start(self) -> None:
         """Handle the CONNECT pseudo-command: the greeting."""
+        self._started = True
         self._dispatch("CONNECT", "connect", b"")
         self._run()
 
@@ -210,6 +247,25 @@ class SinkProtocol:
         self._acknowledge(Abort)
         self.output += ABORT_REPLY
         self._close(None)
+        self._events[-1] = CLOSE_SILENTLY  # Postfix's -v says no "disconnect" here
+
+    def tls_started(self, description: str) -> None:
+        """TLS is on: acknowledges ``StartTls``, or, before ``start()``, says that the
+        connection began with TLS (implicit TLS). ``description``: "version cipher"."""
+        if not self._started:
+            self.tls = description
+            return
+        self._acknowledge(StartTls)
+        # RFC 3207 §4.2: forget what the client said before; plaintext that was pipelined
+        # behind STARTTLS is discarded, never executed.
+        self._in.clear()
+        self._reset()
+        self.helo = None
+        self.proto = self.tables.initial_proto
+        self.authenticated = False
+        self.auth_user = None
+        self.tls = description
+        self._run()
 
     def _acknowledge(self, kind: type[Pause]) -> None:
         if not isinstance(self._pause, kind):
@@ -221,6 +277,12 @@ class SinkProtocol:
         self.config = tables.config
         self.collect = collect
         self._pending = None
+
+    def _transaction_over(self) -> None:
+        """A configuration that came during the transaction applies from now on."""
+        self._eod = False
+        if self._pending is not None and not self.in_mail:
+            self._adopt(*self._pending)
 
     # ---------------------------------------------------------------- main loop
 
@@ -235,6 +297,13 @@ class SinkProtocol:
                         del buf[:pos]
                         pos = 0
                     if not self._scan_data():
+                        break
+                    continue
+                if phase == _BDAT:
+                    if pos:
+                        del buf[:pos]
+                        pos = 0
+                    if not self._take_chunk():
                         break
                     continue
                 if phase == _CLOSED:
@@ -301,7 +370,10 @@ class SinkProtocol:
             self.output += R_UNKNOWN
             return
         if name in self.tables.special:
-            self._dispatch(name, sanitize(token), args)
+            if name == "BDAT":  # its reply comes once the chunk is in
+                self._bdat_command(sanitize(token), args)
+            else:
+                self._dispatch(name, sanitize(token), args)
         else:
             self._normal(name, args)
 
@@ -341,7 +413,9 @@ class SinkProtocol:
             self._normal(name, args)
             return
         if name == ".":
-            self._eod = False
+            self._transaction_over()
+        elif name == "BDAT":
+            self._reset()  # a refused chunk: the message is not delivered
 
     def _delay(self, delay: tuple[float, int], action: Callable[[], None]) -> None:
         seconds, odds = delay
@@ -369,8 +443,12 @@ class SinkProtocol:
     def _normal(self, name: str, args: bytes) -> None:
         out = self.output
         if name == "MAIL":
+            if self.tables.guarded and not self._mail_allowed():
+                return
             if self.in_mail:
                 out += R_NESTED
+                return
+            if self.tables.mail_params and not self._mail_params(args):
                 return
             self.in_mail = True
             self.rcpts = 0
@@ -384,10 +462,13 @@ class SinkProtocol:
             self.rcpts += 1
             out += R_RCPT
             if self.collect:
-                self._rcpt_args.append(mail_or_rcpt_value(sanitize(args)))
+                self._rcpt_args.append(mail_or_rcpt_value(client_text(args)))
         elif name == "DATA":
             if not self.in_mail or self.rcpts <= 0:
                 out += R_NEED_RCPT
+                return
+            if self._bdat_seen or self._binarymime:
+                out += R_DATA_AFTER_BDAT if self._bdat_seen else R_BINARYMIME_NEEDS_BDAT
                 return
             out += R_DATA
             self._begin_data()
@@ -408,16 +489,26 @@ class SinkProtocol:
             self._reset()
             if not self.config.lmtp:
                 self.proto = "SMTP"
-            self.helo = sanitize(args).lstrip(" ")
+            self.helo = client_text(args).lstrip(" ")
             out += self.tables.helo
         elif name in ("EHLO", "LHLO"):
             self._reset()
             if not self.config.lmtp:
                 self.proto = "ESMTP"
-            self.helo = sanitize(args).lstrip(" ")
-            out += self.tables.ehlo
+            self.helo = client_text(args).lstrip(" ")
+            out += self.tables.ehlo if self.tls is None else self.tables.ehlo_tls
         elif name == "AUTH":
             self._auth_start(args)
+        elif name == "STARTTLS":
+            if args.strip(b" \t"):
+                out += R_STARTTLS_SYNTAX
+            elif self.tls is not None:
+                out += R_TLS_ACTIVE
+            else:
+                out += R_STARTTLS
+                self._pause_for(START_TLS)
+        elif name == "BDAT":
+            self._bdat_reply()
 
     def _dot_reply(self) -> None:
         if self.config.lmtp:
@@ -431,7 +522,7 @@ class SinkProtocol:
                 self.output += R_OK
         else:
             self.output += R_OK
-        self._eod = False
+        self._transaction_over()
 
     def _reset(self) -> None:
         """Abort any transaction (reference §6.1)."""
@@ -439,13 +530,50 @@ class SinkProtocol:
             self.in_mail = False
             self._rcpt_args = []
             self._chunks = []
+            self._raw = []
+            self._bdat_seen = self._binarymime = False
+            if self._pending is not None:
+                self._adopt(*self._pending)
+
+    def _mail_allowed(self) -> bool:
+        """require_tls and auth_required: MAIL must wait for TLS / AUTH."""
+        if self.config.require_tls and self.tls is None:
+            self.output += R_TLS_REQUIRED
+            return False
+        if self.config.auth_required and not self.authenticated:
+            self.output += R_AUTH_REQUIRED
+            return False
+        return True
+
+    def _mail_params(self, args: bytes) -> bool:
+        """SIZE=, BODY= and SMTPUTF8 of MAIL (the extensions that are on); False: refused."""
+        close = args.find(b">")
+        words = args[close + 1 :].split() if close >= 0 else args.split()[1:]
+        for word in words:
+            key, _, value = word.partition(b"=")
+            key = key.upper()
+            if key == b"SIZE" and self.tables.size_limit is not None:
+                if not value.isdigit():
+                    self.output += R_SIZE_SYNTAX
+                    return False
+                if int(value) > self.tables.size_limit:
+                    self.output += R_SIZE_EXCEEDED
+                    return False
+            elif key == b"BODY" and value.upper() == b"BINARYMIME" and self.config.chunking:
+                self._binarymime = True
+            elif key == b"SMTPUTF8" and self.config.smtputf8:
+                self._tx_smtputf8 = True
+        return True
 
     # -------------------------------------------------------------- transactions
 
     def _start_transaction(self, args: bytes) -> None:
         self._start_time = self.clock()
         self._queue_id = f"{self.rng.getrandbits(31):08x}"
-        self._mail_args = mail_or_rcpt_value(sanitize(args))
+        self._mail_args = mail_or_rcpt_value(client_text(args))
+        self._raw = []
+        self._size = 0
+        self._too_big = False
         self._rcpt_args = []
         self._tx_helo = self.helo
         self._tx_proto = self.proto
@@ -466,6 +594,64 @@ class SinkProtocol:
         self._too_big = False
         if cfg.data_read_delay is not None:
             self._read_delay = cfg.data_read_delay
+
+    def _bdat_command(self, token: str, args: bytes) -> None:
+        """``BDAT n [LAST]``: the chunk's n octets come next, whatever the reply will be."""
+        words = args.split()
+        if not 1 <= len(words) <= 2 or not words[0].isdigit() or (
+            len(words) == 2 and words[1].upper() != b"LAST"
+        ):
+            self.output += R_BDAT_SYNTAX
+            return
+        self._bdat_size = self._bdat_left = int(words[0])
+        self._bdat_last = len(words) == 2
+        self._bdat_token, self._bdat_args = token, args
+        self._phase = _BDAT
+
+    def _take_chunk(self) -> bool:
+        """Take the current BDAT chunk from the buffer; True once it is complete."""
+        buf = self._in
+        left = self._bdat_left
+        if left:
+            if not buf:
+                return False
+            piece = bytes(buf[:left])
+            del buf[:left]
+            left = self._bdat_left = left - len(piece)
+            if self.collect and self.in_mail and self.rcpts > 0:
+                self._keep_raw(piece)
+            if left:
+                return False
+        self._phase = _COMMAND
+        if self.tables.bdat_rules:
+            self._dispatch("BDAT", self._bdat_token, self._bdat_args)
+        else:
+            self._bdat_reply()
+        return True
+
+    def _keep_raw(self, piece: bytes) -> None:
+        limit = self.config.max_message_size
+        if limit is not None:
+            self._size += len(piece)
+            if self._size > limit:
+                self._too_big = True
+                self._raw = []
+        if not self._too_big:
+            self._raw.append(piece)
+
+    def _bdat_reply(self) -> None:
+        """The reply to a complete chunk; after the last one, the end of the message."""
+        if not self.in_mail:
+            self.output += R_NEED_MAIL
+            return
+        if self.rcpts <= 0:
+            self.output += R_NEED_RCPT
+            return
+        self._bdat_seen = True
+        if not self._bdat_last:
+            self.output += bdat_ok(self._bdat_size)
+            return
+        self._end_of_data()
 
     def _scan_data(self) -> bool:
         """Look for CRLF.CRLF in the buffer; True when the data phase ended."""
@@ -515,8 +701,14 @@ class SinkProtocol:
             self._after_store(False, R_TOO_BIG)
             return
         if self.collect:
-            data = b"".join(self._chunks)
-            self._chunks = []
+            raw: bytes | None = None
+            if self._bdat_seen:  # no dot-stuffing in BDAT: the dump form only drops CRs
+                raw = b"".join(self._raw)
+                self._raw = []
+                data = raw.replace(b"\r", b"") + b"\n"
+            else:
+                data = b"".join(self._chunks)
+                self._chunks = []
             envelope = Envelope(
                 client_addr=self.client_addr,
                 client_proto=self._tx_proto,
@@ -530,6 +722,11 @@ class SinkProtocol:
                 hostname=self.config.hostname,
                 start_string=self.config.start_string,
                 data=data,
+                smtputf8=self._tx_smtputf8,
+                auth_user=self.auth_user,
+                tls=self.tls,
+                raw=raw,
+                config=self.config,
             )
             self._pending_envelope = envelope
             self._pause_for(MessageReceived(envelope))
@@ -542,6 +739,7 @@ class SinkProtocol:
         self.in_mail = False
         self._rcpt_args = []
         self.rcpts = 0
+        self._bdat_seen = self._binarymime = self._tx_smtputf8 = False
         self._dot_error = None if ok else error
         self._eod = True
         self._events.append(MESSAGE_END)
@@ -559,67 +757,131 @@ class SinkProtocol:
         if not parts:
             self.output += R_AUTH_SYNTAX
             return
+        if self.config.require_tls and self.tls is None:
+            self.output += R_TLS_REQUIRED
+            return
         if self.authenticated:
             self.output += R_AUTH_AGAIN
             return
         mech = parts[0].upper()
         initial = parts[1] if len(parts) > 1 else None
+        if mech.decode("ascii", "replace") not in self.tables.auth_mechanisms:
+            self.output += R_AUTH_MECH
+            return
+        self._phase = _AUTH
         if mech == b"PLAIN":
             if initial is None:
                 self._auth_step = "plain"
-                self._phase = _AUTH
                 self.output += R_334_EMPTY
             else:
-                self._auth_finish(initial)
+                self._auth_plain(initial)
         elif mech == b"LOGIN":
-            self._phase = _AUTH
             if initial is None:
                 self._auth_step = "user"
                 self.output += R_334_USER
-            elif self._decodes(initial):
-                self._auth_step = "password"
-                self.output += R_334_PASS
             else:
-                self._phase = _COMMAND
-                self.output += R_AUTH_BAD64
-        else:
-            self.output += R_AUTH_MECH
+                self._auth_login_user(initial)
+        else:  # CRAM-MD5 (RFC 2195): a challenge that names us
+            stamp = f"<{self.rng.getrandbits(32)}.{int(self.clock())}@{self.config.hostname}>"
+            self._challenge = stamp.encode("latin-1")
+            self._auth_step = "cram"
+            self.output += b"334 " + base64.b64encode(self._challenge) + b"\r\n"
 
     @staticmethod
-    def _decodes(data: bytes) -> bool:
+    def _decode64(data: bytes) -> bytes | None:
         if data == b"=":
-            return True
+            return b""
         try:
-            base64.b64decode(data, validate=True)
+            return base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
-            return False
-        return True
-
-    def _auth_finish(self, response: bytes) -> None:
-        self._phase = _COMMAND
-        self._auth_step = None
-        if self._decodes(response):
-            self.authenticated = True
-            self.output += R_AUTH_OK
-        else:
-            self.output += R_AUTH_BAD64
+            return None
 
     def _auth_line(self, line: bytes) -> None:
         line = line.strip()
         if line == b"*":
-            self._phase = _COMMAND
-            self._auth_step = None
+            self._auth_end()
             self.output += R_AUTH_ABORTED
             return
-        if self._auth_step == "user":
-            if not self._decodes(line):
-                self._phase = _COMMAND
-                self.output += R_AUTH_BAD64
-                return
-            self._auth_step = "password"
-            self.output += R_334_PASS
+        step = self._auth_step
+        if step == "user":
+            self._auth_login_user(line)
+        elif step == "password":
+            self._auth_login_password(line)
+        elif step == "plain":
+            self._auth_plain(line)
+        else:
+            self._auth_cram(line)
+
+    def _auth_plain(self, response: bytes) -> None:
+        data = self._decode64(response)
+        if data is None:
+            self._auth_bad64()
             return
-        self._auth_finish(line)
+        fields = data.split(b"\0")  # authzid NUL authcid NUL passwd (RFC 4616)
+        if len(fields) == 3:
+            self._auth_password(client_text(fields[1]), client_text(fields[2]))
+        else:
+            self._auth_password(None, None)
+
+    def _auth_login_user(self, response: bytes) -> None:
+        data = self._decode64(response)
+        if data is None:
+            self._auth_bad64()
+            return
+        self._auth_user_step = client_text(data)
+        self._auth_step = "password"
+        self.output += R_334_PASS
+
+    def _auth_login_password(self, response: bytes) -> None:
+        data = self._decode64(response)
+        if data is None:
+            self._auth_bad64()
+            return
+        self._auth_password(self._auth_user_step, client_text(data))
+
+    def _auth_cram(self, response: bytes) -> None:
+        data = self._decode64(response)
+        if data is None:
+            self._auth_bad64()
+            return
+        user, _, digest = client_text(data).rpartition(" ")
+        users = self.config.users
+        password = users.get(user) if users is not None else None
+        if users is None:
+            ok = True
+        elif password is None:
+            ok = False
+        else:
+            key = password.encode("utf-8", "surrogateescape")
+            expected = hmac.new(key, self._challenge, hashlib.md5).hexdigest()
+            answer = digest.lower().encode("utf-8", "surrogateescape")
+            ok = hmac.compare_digest(answer, expected.encode())
+        self._auth_finish(user or None, ok)
+
+    def _auth_password(self, user: str | None, password: str | None) -> None:
+        """PLAIN and LOGIN: with ``users`` configured the password must be the user's."""
+        users = self.config.users
+        ok = users is None or (user is not None and user in users and users[user] == password)
+        self._auth_finish(user, ok)
+
+    def _auth_finish(self, user: str | None, ok: bool) -> None:
+        self._auth_end()
+        if ok:
+            self.authenticated = True
+            self.auth_user = user
+            self.output += R_AUTH_OK
+        else:
+            self.output += R_AUTH_INVALID
+
+    def _auth_bad64(self) -> None:
+        self._auth_end()
+        self.output += R_AUTH_BAD64
+
+    def _auth_end(self) -> None:
+        self._phase = _COMMAND
+        self._auth_step = None
+        self._auth_user_step = None
+        self._challenge = b""
 
     # ---------------------------------------------------------------------- close
 

@@ -29,6 +29,38 @@ R_AUTH_BAD64 = b"501 5.5.2 Error: invalid base64 data\r\n"
 R_334_EMPTY = b"334 \r\n"
 R_334_USER = b"334 VXNlcm5hbWU6\r\n"
 R_334_PASS = b"334 UGFzc3dvcmQ6\r\n"
+# extensions (DESIGN §7), with the texts of Postfix's smtpd where it has them
+R_STARTTLS = b"220 2.0.0 Ready to start TLS\r\n"
+R_STARTTLS_SYNTAX = b"501 5.5.4 Syntax: STARTTLS\r\n"
+R_TLS_ACTIVE = b"554 5.5.1 Error: TLS already active\r\n"
+R_TLS_REQUIRED = b"530 5.7.0 Must issue a STARTTLS command first\r\n"
+R_AUTH_REQUIRED = b"530 5.7.0 Authentication required\r\n"
+R_AUTH_INVALID = b"535 5.7.8 Authentication credentials invalid\r\n"
+R_SIZE_EXCEEDED = b"552 5.3.4 Message size exceeds fixed limit\r\n"
+R_SIZE_SYNTAX = b"501 5.5.4 Bad message size syntax\r\n"
+R_BDAT_SYNTAX = b"501 5.5.4 Syntax: BDAT count [LAST]\r\n"
+R_DATA_AFTER_BDAT = b"503 5.5.1 Error: DATA after BDAT\r\n"
+R_BINARYMIME_NEEDS_BDAT = b"503 5.5.1 Error: BODY=BINARYMIME requires BDAT\r\n"
+R_SMTPUTF8_UNSUPPORTED = b"555 5.5.4 Unsupported option: SMTPUTF8\r\n"
+
+
+def dot_reply_text(config: SinkConfig) -> str | None:
+    """The reply a client gets to the end of data under ``config`` (once per recipient in
+    LMTP), when the message was kept; None: the connection is dropped without one."""
+    if "." in config.disconnect:
+        return None
+    if "." in config.disconnect_421:
+        return "421 4.0.0 Server closing connection"
+    if "." in config.reject:
+        return config.hard_bounce_reply
+    if "." in config.soft_reject:
+        return config.soft_bounce_reply
+    return "250 2.2.0 Ok" if config.lmtp else "250 2.0.0 Ok"
+
+
+def bdat_ok(octets: int) -> bytes:
+    """The reply to a BDAT chunk that is not the last one."""
+    return b"250 2.0.0 Ok: %d octets\r\n" % octets
 
 
 def _line(text: str) -> bytes:
@@ -48,26 +80,17 @@ class Tables:
             self.greeting = _line(f"220 {host}")
         else:
             self.greeting = _line(f"220 {host} ESMTP")
-        lines = [host]
-        if config.advertise_pipelining:
-            lines.append("PIPELINING")
-        if config.eightbitmime:
-            lines.append("8BITMIME")
-        if config.auth:
-            lines.append("AUTH PLAIN LOGIN")
-        if config.xclient:
-            lines.append("XCLIENT NAME HELO")
-        if config.xforward:
-            lines.append("XFORWARD NAME ADDR PROTO HELO")
-        if config.enhanced_status_codes:
-            lines.append("ENHANCEDSTATUSCODES")
-        if config.dsn:
-            lines.append("DSN")
-        self.ehlo = b"".join(_line(f"250-{x}") for x in lines) + b"250 \r\n"
+        self.auth_mechanisms = frozenset(config.auth_mechanisms)
+        self.ehlo = self._ehlo(config, tls=False)
+        self.ehlo_tls = self._ehlo(config, tls=True)  # after STARTTLS, or implicit TLS
         self.helo = _line(f"250 {host}")
         self.hard = _line(config.hard_bounce_reply)
         self.soft = _line(config.soft_bounce_reply)
         enabled = ["AUTH", "MAIL", "RCPT", "DATA", ".", "RSET", "NOOP", "VRFY", "QUIT"]
+        if config.starttls:
+            enabled.append("STARTTLS")
+        if config.chunking:
+            enabled.append("BDAT")
         if config.lmtp:
             enabled.append("LHLO")
         elif esmtp:
@@ -80,8 +103,44 @@ class Tables:
             enabled.append("XFORWARD")
         self.enabled: dict[bytes, str] = {name.encode(): name for name in enabled}
         # Commands that need more than the normal reply; the fast path skips the rest.
-        self.special = (
+        rules = (
             config.reject | config.soft_reject | config.disconnect | config.disconnect_421
             | config.log_commands | frozenset(config.delays)
         )  # fmt: skip
+        self.bdat_rules = "BDAT" in rules
+        self.special = rules | ({"BDAT"} if config.chunking else set())
+        # MAIL: must wait for TLS / AUTH; parameters to look at (SIZE=, BODY=, SMTPUTF8)
+        self.guarded = config.require_tls or config.auth_required
+        self.mail_params = (
+            config.max_message_size is not None or config.chunking or config.smtputf8
+        )
         self.initial_proto = "LMTP" if config.lmtp else "SMTP"
+        self.size_limit = config.max_message_size
+
+    @staticmethod
+    def _ehlo(config: SinkConfig, tls: bool) -> bytes:
+        """The EHLO/LHLO reply: Postfix's lines, then our extensions where asked for."""
+        lines = [config.hostname]
+        if config.advertise_pipelining:
+            lines.append("PIPELINING")
+        if config.max_message_size is not None:
+            lines.append(f"SIZE {config.max_message_size}")
+        if config.eightbitmime:
+            lines.append("8BITMIME")
+        if config.starttls and not tls:
+            lines.append("STARTTLS")
+        if config.auth and config.auth_mechanisms and (tls or not config.require_tls):
+            lines.append("AUTH " + " ".join(config.auth_mechanisms))
+        if config.xclient:
+            lines.append("XCLIENT NAME HELO")
+        if config.xforward:
+            lines.append("XFORWARD NAME ADDR PROTO HELO")
+        if config.enhanced_status_codes:
+            lines.append("ENHANCEDSTATUSCODES")
+        if config.dsn:
+            lines.append("DSN")
+        if config.smtputf8:
+            lines.append("SMTPUTF8")
+        if config.chunking:
+            lines += ["CHUNKING", "BINARYMIME"]
+        return b"".join(_line(f"250-{x}") for x in lines) + b"250 \r\n"

@@ -14,10 +14,14 @@ from typing import Any
 from .errors import ConfigError
 
 # Command names accepted by -f/-q/-Q/-r/-s/-W, in Postfix's table order.
-COMMAND_NAMES: tuple[str, ...] = (
+POSTFIX_COMMANDS: tuple[str, ...] = (
     "CONNECT", "HELO", "EHLO", "LHLO", "XCLIENT", "XFORWARD", "AUTH",
     "MAIL", "RCPT", "DATA", ".", "RSET", "NOOP", "VRFY", "QUIT",
 )  # fmt: skip
+# The commands of our extensions, and the option that turns each on: a command list may
+# name them only with that option (otherwise Postfix's "unknown command").
+EXTENSION_COMMANDS: dict[str, str] = {"STARTTLS": "starttls", "BDAT": "chunking"}
+COMMAND_NAMES: tuple[str, ...] = (*POSTFIX_COMMANDS, *EXTENSION_COMMANDS)
 
 DEFAULT_SOFT_REPLY = "450 4.3.0 Error: command failed"
 DEFAULT_HARD_REPLY = "500 5.3.0 Error: command failed"

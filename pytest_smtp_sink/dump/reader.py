@@ -16,6 +16,9 @@ from .transaction import Transaction
 _HEADER = (
     rb"X-Client-Addr: (?P<addr>[^\n]*)\n"
     rb"X-Client-Proto: (?P<proto>[^\n]*)\n"
+    rb"(?P<utf8>X-SMTPUTF8: yes\n)?"
+    rb"(?:X-TLS: (?P<tls>[^\n]*)\n)?"
+    rb"(?:X-Auth-User: (?P<auth>[^\n]*)\n)?"
     rb"(?:X-Helo-Args: (?P<helo>[^\n]*)\n)?"
     rb"X-Mail-Args: (?P<mail>[^\n]*)\n"
     rb"(?P<rcpts>(?:X-Rcpt-Args: [^\n]*\n)*)"
@@ -32,6 +35,10 @@ class DumpFormatError(ValueError):
 
 def _text(raw: bytes) -> str:
     return raw.decode("latin-1")
+
+
+def _utf8(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def parse_dump_bytes(
@@ -66,22 +73,27 @@ def parse_dump_bytes(
     for i, m in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(data)
         body = data[m.end() : end]
+        utf8 = m.group("utf8") is not None
+        text = _utf8 if utf8 else _text  # an SMTPUTF8 transaction's headers are UTF-8
         rcpts = m.group("rcpts")
         rcpt_args = tuple(
-            _text(line[len(b"X-Rcpt-Args: ") :]) for line in rcpts.split(b"\n") if line
+            text(line[len(b"X-Rcpt-Args: ") :]) for line in rcpts.split(b"\n") if line
         )
-        helo = m.group("helo")
+        helo, tls, auth = m.group("helo"), m.group("tls"), m.group("auth")
         out.append(
             Transaction(
                 client_addr=_text(m.group("addr")),
                 client_proto=_text(m.group("proto")),
-                helo=None if helo is None else _text(helo),
-                mail_args=_text(m.group("mail")),
+                helo=None if helo is None else text(helo),
+                mail_args=text(m.group("mail")),
                 rcpt_args=rcpt_args,
                 queue_id=_text(m.group("id")),
-                received=_text(m.group("received")),
+                received=text(m.group("received")),
                 data=body,
                 start_string=_text(start),
+                smtputf8=utf8,
+                auth_user=None if auth is None else text(auth),
+                tls=None if tls is None else _text(tls),
             )
         )
     return out

@@ -2,10 +2,16 @@
 
 The field names follow the dump headers (reference §14.2). ``data`` holds the message exactly
 as the dump stores it: CRs removed, leading dots stripped, plus the final empty line.
+
+Texts from the client (HELO, MAIL and RCPT arguments, the AUTH user) are kept as sent in a live
+Transaction; the dump sanitises them as Postfix does (every octet that is not printable ASCII
+becomes ``?``), except in an SMTPUTF8 transaction, whose dump holds them as UTF-8 (and says
+``X-SMTPUTF8: yes``). ``parse_dump`` reads back what was written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email.policy
 import time
 from dataclasses import dataclass, field
@@ -14,6 +20,18 @@ from email.parser import BytesParser
 from functools import cached_property
 
 from ..core.envelope import Envelope
+from ..core.framing import sanitize
+
+# Control characters in a UTF-8 header value become '?': the header stays one line.
+_CONTROLS = {c: "?" for c in (*range(0x20), 0x7F)}
+
+
+def dump_text(value: str, utf8: bool) -> str:
+    """A client's text as the dump holds it: sanitised octet by octet (Postfix), or, in an
+    SMTPUTF8 transaction, as UTF-8 with only control characters replaced."""
+    if utf8:
+        return value.translate(_CONTROLS)
+    return sanitize(value.encode("utf-8", "surrogateescape"))
 
 
 def format_date(timestamp: float) -> str:
@@ -73,18 +91,25 @@ class Transaction:
     data: bytes  # the message as dumped (LF line ends, final empty line included)
     start_string: str = ""  # the -S text that preceded the dump, if any
     reply: str | None = field(default=None, compare=False)  # live capture: reply to "."
+    smtputf8: bool = False  # MAIL ... SMTPUTF8: texts are UTF-8 in the dump (X-SMTPUTF8)
+    auth_user: str | None = None  # the user of a successful AUTH (X-Auth-User)
+    tls: str | None = None  # "TLSv1.3 TLS_AES_256_GCM_SHA384" (X-TLS)
+    # BDAT: the message octets as received (the dump form drops CRs; this keeps them)
+    raw: bytes | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_envelope(cls, envelope: Envelope) -> Transaction:
         """The transaction of a message the protocol received."""
         e = envelope
+        helo = None if e.received_helo is None else dump_text(e.received_helo, e.smtputf8)
         received = received_value(
-            e.received_helo, e.client_addr, e.hostname, e.received_proto, e.queue_id,
+            helo, e.client_addr, e.hostname, e.received_proto, e.queue_id,
             format_date(e.timestamp),
         )  # fmt: skip
         return cls(
             e.client_addr, e.client_proto, e.helo, e.mail_args, e.rcpt_args, e.queue_id,
-            received, e.data, e.start_string,
+            received, e.data, e.start_string, smtputf8=e.smtputf8, auth_user=e.auth_user,
+            tls=e.tls, raw=e.raw,
         )  # fmt: skip
 
     # ------------------------------------------------------------- derived values
@@ -103,7 +128,10 @@ class Transaction:
 
     @property
     def message_bytes(self) -> bytes:
-        """The message without the final empty line that the dump format adds."""
+        """The message: as received for BDAT, else as dumped (LF line ends) without the
+        final empty line that the dump format adds."""
+        if self.raw is not None:
+            return self.raw
         return self.data[:-1] if self.data.endswith(b"\n") else self.data
 
     @cached_property
@@ -115,13 +143,22 @@ class Transaction:
     # ------------------------------------------------------------------ rendering
 
     def header_bytes(self) -> bytes:
+        utf8 = self.smtputf8
         lines = [f"X-Client-Addr: {self.client_addr}", f"X-Client-Proto: {self.client_proto}"]
+        if utf8:
+            lines.append("X-SMTPUTF8: yes")
+        if self.tls is not None:
+            lines.append(f"X-TLS: {self.tls}")
+        if self.auth_user is not None:
+            lines.append(f"X-Auth-User: {dump_text(self.auth_user, utf8)}")
         if self.helo is not None:
-            lines.append(f"X-Helo-Args: {self.helo}")
-        lines.append(f"X-Mail-Args: {self.mail_args}")
-        lines.extend(f"X-Rcpt-Args: {a}" for a in self.rcpt_args)
+            lines.append(f"X-Helo-Args: {dump_text(self.helo, utf8)}")
+        lines.append(f"X-Mail-Args: {dump_text(self.mail_args, utf8)}")
+        lines.extend(f"X-Rcpt-Args: {dump_text(a, utf8)}" for a in self.rcpt_args)
         lines.append(f"Received: {self.received}")
-        return (self.start_string + "\n".join(lines) + "\n").encode("latin-1")
+        text = "\n".join(lines) + "\n"
+        encoded = text.encode("utf-8", "surrogateescape") if utf8 else text.encode("latin-1")
+        return self.start_string.encode("latin-1") + encoded
 
     def render(self) -> bytes:
         """The bytes smtp-sink writes to a dump file for this transaction."""
@@ -143,7 +180,4 @@ def with_queue_id(tx: Transaction, queue_id: str) -> Transaction:
     """The same transaction under another id (the Received header names it too)."""
     old = f" id {tx.queue_id};"
     received = tx.received.replace(old, f" id {queue_id};", 1)
-    return Transaction(
-        tx.client_addr, tx.client_proto, tx.helo, tx.mail_args, tx.rcpt_args,
-        queue_id, received, tx.data, tx.start_string, tx.reply,
-    )  # fmt: skip
+    return dataclasses.replace(tx, queue_id=queue_id, received=received)

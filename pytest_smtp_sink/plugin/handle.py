@@ -6,7 +6,6 @@ nursery; the pytest fixtures hand out the same SmtpSink for servers in the plugi
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.message import EmailMessage
@@ -132,26 +131,10 @@ class SmtpSink:
         return f"<SmtpSink {self.address!r} transactions={len(self.capture)}>"
 
 
-def dot_reply(config: SinkConfig) -> str | None:
-    """The reply a client gets to "." under ``config`` (once per recipient in LMTP)."""
-    if "." in config.disconnect:
-        return None
-    if "." in config.disconnect_421:
-        return "421 4.0.0 Server closing connection"
-    if "." in config.reject:
-        return config.hard_bounce_reply
-    if "." in config.soft_reject:
-        return config.soft_bounce_reply
-    return "250 2.2.0 Ok" if config.lmtp else "250 2.0.0 Ok"
-
-
 def attach_capture(server: SinkServer, capture: Capture) -> None:
     """Send the server's transactions and conversations to ``capture``."""
 
-    def add(tx: Transaction) -> None:
-        capture.add(dataclasses.replace(tx, reply=dot_reply(server.config)))
-
-    server.subscribe(add)
+    server.subscribe(capture.add)
     server.transcript = capture.record
 
 

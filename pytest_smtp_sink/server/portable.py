@@ -2,7 +2,7 @@
 
 It serves every session where the selector driver does not: sessions that must wait (delays),
 sessions handed over by the selector driver, every session where no pollable selector exists
-(Windows), and the TLS sessions of the future.
+(Windows), and TLS (STARTTLS upgrades, implicit TLS).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import math
 
 import trio
 
-from .session import DONE, READ, SEND, SLEEP, Session
+from .session import DONE, READ, SEND, SLEEP, UPGRADE, Session
+from .tls import TlsError, TlsTransport
+from .transport import PlainTransport
 
 NAME = "portable"
 
@@ -21,9 +23,7 @@ async def serve(session: Session) -> None:
     the server shuts down (the session is then not counted)."""
     session.drivers.append(NAME)
     try:
-        if not session.drivers[:-1]:  # a new session, not one handed over
-            session.start(trio.current_time())
-        await _serve(session)
+        await _serve(session, new=len(session.drivers) == 1)
     except Exception as exc:
         session.crashed(exc)
     finally:
@@ -32,18 +32,27 @@ async def serve(session: Session) -> None:
         session.close(counted=False)
 
 
-async def _serve(session: Session) -> None:
-    transport = session.transport
+async def _serve(session: Session, new: bool) -> None:
     waiting = "read"
     # One cancel scope for the session's life; waits move its deadline (a scope per wait
     # costs more than the wait).
     with trio.CancelScope() as scope:
 
-        def rearm() -> None:
-            if waiting == "read":
-                scope.deadline = session.read_deadline()
+        def rearm() -> None:  # installed while waiting for the client only
+            scope.deadline = session.read_deadline()
 
+        def write_progressed() -> None:  # -t limits each stall of a write, as in Postfix
+            scope.deadline = trio.current_time() + session.timeout
+
+        if new:  # not one handed over by the selector driver
+            if session.implicit_tls:
+                scope.deadline = trio.current_time() + session.timeout
+                if not await _upgrade(session):
+                    return
+                scope.deadline = math.inf
+            session.start(trio.current_time())
         while True:
+            transport = session.transport
             step = session.next_step()
             if step == READ:
                 waiting = "read"
@@ -56,19 +65,40 @@ async def _serve(session: Session) -> None:
                 session.received(data, trio.current_time())
             elif step == SEND:
                 waiting = "write"
+                data = session.outbox
                 scope.deadline = trio.current_time() + session.timeout
-                ok = await transport.send_all(session.outbox)
+                ok = await transport.send_all(data, write_progressed)
                 scope.deadline = math.inf
                 if ok:
-                    session.sent_all()
+                    session.sent(len(data))
                 else:
                     session.lost()
             elif step == SLEEP:
-                assert session.pause is not None
-                await trio.sleep(session.pause.seconds)  # -t limits only waiting for the client
+                pause = session.pause
+                assert pause is not None and hasattr(pause, "seconds")
+                await trio.sleep(pause.seconds)  # -t limits only waiting for the client
                 session.slept()
+            elif step == UPGRADE:
+                waiting = "read"
+                scope.deadline = trio.current_time() + session.timeout
+                await _upgrade(session)
+                scope.deadline = math.inf
             else:
                 assert step == DONE
                 return
     if scope.cancelled_caught:
         session.timed_out(waiting)
+
+
+async def _upgrade(session: Session) -> bool:
+    """The server side of the TLS handshake on the session's connection."""
+    plain = session.transport
+    assert isinstance(plain, PlainTransport)
+    tls = TlsTransport.over(plain, session.tls_context())
+    try:
+        description = await tls.handshake()
+    except TlsError as exc:
+        session.upgrade_failed(str(exc))
+        return False
+    session.upgraded(tls, description)
+    return True

@@ -106,8 +106,8 @@ class SelectorDriver:
             elif step == READ:
                 session.waiting(now)
                 if transport.fd not in self._sessions:
-                    self._sessions[transport.fd] = session
                     self._selector.register(transport.fd, selectors.EVENT_READ)
+                    self._sessions[transport.fd] = session
                 return
             elif step == DONE:
                 self._forget(session)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import errno
 import os
 import random
 import socket as stdsocket
+import ssl
 import sys
 import traceback
 from collections.abc import Callable
@@ -24,12 +26,13 @@ import trio
 from ..core.config import SinkConfig
 from ..core.envelope import Envelope
 from ..core.protocol import SinkProtocol
-from ..core.replies import Tables
+from ..core.replies import Tables, dot_reply_text
 from ..dump.transaction import Transaction
 from ..dump.writer import DumpWriter
 from . import portable, selector
-from .listeners import Address, Endpoint, Listeners, unix_family
+from .listeners import Address, Endpoint, ListenError, Listeners, unix_family
 from .session import Recorder, Session
+from .tls import server_context
 from .transport import PlainTransport
 
 LogFunc = Callable[[str, str], None]  # (level: "info"|"warning"|"error", text)
@@ -37,6 +40,19 @@ TransactionHook = Callable[[Transaction], None]
 
 DRIVERS = ("auto", portable.NAME, selector.NAME)
 _ACCEPT_BURST = 64  # connections accepted in a row before other tasks get a turn
+_UNIX = unix_family()
+
+
+def _errnos(*names: str) -> frozenset[int]:
+    """The errno values of these names that exist here (Windows adds WSA ones)."""
+    return frozenset(getattr(errno, n) for n in names if hasattr(errno, n))
+
+
+# accept(): out of descriptors (wait for sessions to end) / the client gave up (go on)
+_ACCEPT_EXHAUSTED = _errnos("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM", "WSAEMFILE", "WSAENOBUFS")
+_ACCEPT_RETRY = _errnos(
+    "ECONNABORTED", "ECONNRESET", "EPROTO", "EINTR", "WSAECONNABORTED", "WSAECONNRESET"
+)
 
 
 def stderr_logger(prog: str = "smtp-sink") -> LogFunc:
@@ -82,7 +98,9 @@ def _choose_driver(driver: str | None) -> str:
 class SinkServer:
     """An smtp-sink server: one or more listeners sharing a configuration and counters.
 
-    ``driver``: ``"auto"`` (the default, or env ``SMTP_SINK_DRIVER``) serves plain sessions
+    ``ssl_context``: the server side of TLS (STARTTLS, implicit TLS); without it the config's
+    ``tls_cert``/``tls_key`` are loaded. ``driver``: ``"auto"`` (the default, or env
+    ``SMTP_SINK_DRIVER``) serves plain sessions
     from the selector driver where the platform has one; ``"portable"`` serves every session
     in a task of its own; ``"selector"`` starts every session in the selector driver (it
     hands over those that must wait). ``served`` counts the closed sessions by the drivers
@@ -100,8 +118,12 @@ class SinkServer:
         counters_out: Callable[[str], None] | None = None,
         rng: random.Random | None = None,
         driver: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.endpoint = Endpoint.parse(address)
+        # TLS: this context, else one made from the config's tls_cert / tls_key
+        self.ssl_context = ssl_context
+        self._file_contexts: dict[tuple[str, str | None], ssl.SSLContext] = {}
         self.backlog = backlog
         self.driver = _choose_driver(driver)
         self.log = log or stderr_logger()
@@ -178,6 +200,11 @@ class SinkServer:
         """
         self.addresses = []
         self.stopped_by = None
+        if self._config.tls:
+            try:
+                self.tls_context()
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise ListenError(str(exc)) from exc
         listeners = Listeners(self.endpoint, self.backlog)
         try:
             await listeners.open(self._config, self.log)
@@ -233,11 +260,11 @@ class SinkServer:
                 except BlockingIOError:
                     await trio.lowlevel.wait_readable(listener)
                 except OSError as exc:
-                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    if exc.errno in _ACCEPT_EXHAUSTED:
                         self.log("warning", f"accept: {exc.strerror}")
                         await trio.sleep(0.1)  # out of descriptors: let sessions finish
                         continue
-                    if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+                    if exc.errno in _ACCEPT_RETRY:
                         continue
                     limit.release()
                     raise
@@ -248,7 +275,7 @@ class SinkServer:
                 limit.release()
                 self.session_crashed(exc)
                 continue
-            if self._selector is not None and (
+            if self._selector is not None and not session.implicit_tls and (
                 self.driver == selector.NAME or not self._config.needs_task
             ):
                 self._selector.adopt(session)
@@ -258,7 +285,7 @@ class SinkServer:
     def _open_session(self, conn: stdsocket.socket, peer: object) -> Session:
         conn.setblocking(False)
         family = conn.family
-        if family != unix_family():
+        if family != _UNIX:
             with contextlib.suppress(OSError):
                 conn.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
         addr, log_addr = _client_addr(family, peer)
@@ -270,7 +297,9 @@ class SinkServer:
             self._session_count += 1
             sid, hook = self._session_count, self.transcript
             record = lambda direction, data: hook(sid, addr, direction, data)  # noqa: E731
-        session = Session(self, PlainTransport(conn), proto, record)
+        session = Session(
+            self, PlainTransport(conn), proto, record, implicit_tls=self._config.implicit_tls
+        )
         self._sessions.add(session)
         return session
 
@@ -285,12 +314,19 @@ class SinkServer:
             self.command_log(text)
 
     def store(self, envelope: Envelope) -> bool:
-        if self._writer is None and not self.subscribers:
-            return True  # collected before a switch: nobody wants it now
-        tx = Transaction.from_envelope(envelope)
-        if self._writer is not None:
+        # Where and how: the configuration the transaction began with.
+        config = envelope.config or self._config
+        writer = self._writer if config is self._config else None
+        if writer is None and config.dumping:
+            writer = DumpWriter(config, self.rng)
+        if writer is None and not self.subscribers:
+            return True  # collected for observers that have left since
+        tx = dataclasses.replace(
+            Transaction.from_envelope(envelope), reply=dot_reply_text(config)
+        )
+        if writer is not None:
             try:
-                tx = self._writer.write(tx, envelope.timestamp)
+                tx = writer.write(tx, envelope.timestamp)
             except OSError as exc:
                 self.log("error", f"cannot write dump for {tx.queue_id}: {exc}")
                 return False
@@ -327,6 +363,21 @@ class SinkServer:
         n = self._config.max_sessions
         if n is not None and c.quits >= n:
             self.stop("max_sessions")
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The server-side TLS context: ``ssl_context``, or the config's certificate."""
+        if self.ssl_context is not None:
+            return self.ssl_context
+        cfg = self._config
+        if cfg.tls_cert is None:
+            raise ValueError(
+                "TLS needs a certificate: tls_cert (--tls-cert FILE) or an ssl_context"
+            )
+        key = (cfg.tls_cert, cfg.tls_key)
+        context = self._file_contexts.get(key)
+        if context is None:
+            context = self._file_contexts[key] = server_context(cfg.tls_cert, cfg.tls_key)
+        return context
 
     def session_crashed(self, exc: Exception) -> None:
         """A bug while serving a session: logged as an error (before the socket closes, so

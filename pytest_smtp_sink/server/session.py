@@ -8,6 +8,7 @@ to the server only through the small ``SessionHost`` interface the server implem
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import Protocol
 
@@ -22,6 +23,7 @@ from ..core.events import (
     MessageReceived,
     QuitReceived,
     ReadDelay,
+    StartTls,
     assert_never,
 )
 from ..core.protocol import SinkProtocol
@@ -30,10 +32,11 @@ from .transport import Transport
 Recorder = Callable[[str, bytes], None]  # (direction "C" | "S", bytes): the transcript
 
 # What a driver does next (``Session.next_step``).
-SEND = 0  # send ``outbox``, then ``sent(n)`` / ``sent_all()`` / ``lost()``
+SEND = 0  # send ``outbox``, then ``sent(n)`` / ``lost()``
 SLEEP = 1  # sleep ``pause.seconds``, then ``slept()``
 READ = 2  # wait for the client (until ``read_deadline``), then ``received(data, now)``
 DONE = 3  # the session is closed
+UPGRADE = 4  # TLS handshake (STARTTLS): then ``upgraded(transport, description)``
 
 
 class SessionHost(Protocol):
@@ -59,6 +62,10 @@ class SessionHost(Protocol):
 
     def session_crashed(self, exc: Exception) -> None: ...
 
+    def tls_context(self) -> ssl.SSLContext:
+        """The server-side TLS context (only asked for when TLS is configured)."""
+        ...
+
 
 class Session:
     """One connection; see the module docstring."""
@@ -66,13 +73,14 @@ class Session:
     __slots__ = (
         "closed",
         "closing",
+        "disconnect_log",
         "drivers",
         "host",
         "idle_since",
+        "implicit_tls",
         "line_since",
         "lines",
         "outbox",
-        "pause",
         "proto",
         "rearm",
         "record",
@@ -86,14 +94,17 @@ class Session:
         transport: Transport,
         proto: SinkProtocol,
         record: Recorder | None = None,
+        *,
+        implicit_tls: bool = False,
     ) -> None:
         self.host = host
+        self.implicit_tls = implicit_tls  # the handshake comes before the greeting
         self.transport = transport
         self.proto = proto
         self.record = record
         self.outbox = b""  # replies taken from the protocol, not yet sent
-        self.pause: Delay | ReadDelay | Abort | None = None  # waits for ``slept()``
         self.closing = False  # the protocol closed: send the outbox, then close
+        self.disconnect_log = False  # -v: log "disconnect" when closing
         self.stop_pending = False  # -M reached: stop the server once the reply is out
         self.closed = False
         self.drivers: list[str] = []  # the drivers that served it, in order
@@ -109,39 +120,45 @@ class Session:
     def timeout(self) -> float:
         return self.proto.config.timeout
 
+    def tls_context(self) -> ssl.SSLContext:
+        return self.host.tls_context()
+
     def start(self, now: float) -> None:
         """Greet the client."""
         self.idle_since = now
         self.proto.start()
         self._process()
 
+    @property
+    def pause(self) -> Delay | ReadDelay | Abort | StartTls | None:
+        """The protocol's pause the driver must carry out (see next_step)."""
+        pause = self.proto.pause
+        assert not isinstance(pause, MessageReceived)  # stored in _process
+        return pause
+
     def next_step(self) -> int:
-        """SEND, SLEEP, READ or DONE; see the constants."""
+        """SEND, SLEEP, READ, UPGRADE or DONE; see the constants."""
         if self.closed:
             return DONE
-        pause = self.pause
+        pause = self.proto.pause
         if pause is not None and type(pause) is Delay:
             return SLEEP  # the replies before a delayed one leave with it
         if self.outbox:
             return SEND
-        if self.stop_pending:
-            self.stop_pending = False
-            self.host.stop("max_messages")
+        self._stop_if_pending()
         if self.closing:
-            if self.proto.config.verbose:
+            if self.disconnect_log:
                 self.host.log("info", "disconnect")
             self.close()
             return DONE
         if pause is not None:
-            return SLEEP  # -H, -A: after the replies so far are out
+            # -H, -A, STARTTLS: once the replies so far are out
+            return UPGRADE if type(pause) is StartTls else SLEEP
         return READ
 
     def sent(self, count: int) -> None:
         """``count`` octets of the outbox were sent."""
         self.outbox = self.outbox[count:]
-
-    def sent_all(self) -> None:
-        self.outbox = b""
 
     def lost(self) -> None:
         """The client is gone while we were sending."""
@@ -150,8 +167,7 @@ class Session:
 
     def slept(self) -> None:
         """The pause's wait is over: acknowledge it."""
-        pause = self.pause
-        self.pause = None
+        pause = self.proto.pause
         if type(pause) is Delay:
             self.proto.delay_elapsed()
         elif type(pause) is ReadDelay:
@@ -159,6 +175,17 @@ class Session:
         elif type(pause) is Abort:
             self.proto.abort_elapsed()
         self._process()
+
+    def upgraded(self, transport: Transport, description: str) -> None:
+        """The TLS handshake is done: from now on the session speaks through ``transport``."""
+        self.transport = transport
+        self.proto.tls_started(description)
+        self._process()
+
+    def upgrade_failed(self, reason: str) -> None:
+        """The TLS handshake failed (or the client left during it): close, with a warning."""
+        self.host.log("warning", reason)
+        self.close()
 
     def received(self, data: bytes, now: float) -> None:
         """Bytes from the client (``b""``: end of file)."""
@@ -201,11 +228,16 @@ class Session:
             return
         self.closed = True
         self.rearm = None
-        self.transport.close()
-        if self.stop_pending:  # -M: even when the client vanished before the reply
+        try:
+            self.transport.close()
+        finally:
+            self._stop_if_pending()  # -M: even when the client vanished before the reply
+            self.host.session_closed(self, counted)
+
+    def _stop_if_pending(self) -> None:
+        if self.stop_pending:
             self.stop_pending = False
             self.host.stop("max_messages")
-        self.host.session_closed(self, counted)
 
     def config_changed(self) -> None:
         """The server applied a new configuration (the -t limit may have changed)."""
@@ -227,8 +259,9 @@ class Session:
                             self.stop_pending = True
                     case QuitReceived():
                         host.quit_received()
-                    case Close(warning=warning):
+                    case Close(warning=warning, disconnect=disconnect):
                         self.closing = True
+                        self.disconnect_log = disconnect and bool(proto.config.verbose)
                         if warning:
                             host.log("warning", warning)
                     case LogLine(text=text):
@@ -237,8 +270,8 @@ class Session:
                         host.command_logged(text)
                     case MessageReceived(envelope=envelope):
                         stored = host.store(envelope)
-                    case Delay() | ReadDelay() | Abort():
-                        self.pause = event
+                    case Delay() | ReadDelay() | Abort() | StartTls():
+                        pass  # the driver carries it out (next_step)
                     case _:
                         assert_never(event)
             if stored is None:

@@ -9,6 +9,7 @@ the syscall); the selector driver uses its non-waiting calls directly.
 from __future__ import annotations
 
 import socket as stdsocket
+from collections.abc import Callable
 from typing import Protocol
 
 import trio
@@ -24,13 +25,27 @@ class Transport(Protocol):
         """The next bytes from the client; ``b""`` at end of file or on a broken connection."""
         ...
 
-    async def send_all(self, data: bytes) -> bool:
-        """Send everything; False when the client is gone."""
+    async def send_all(self, data: bytes, progressed: Callable[[], None]) -> bool:
+        """Send everything, calling ``progressed()`` whenever a stalled write moves on;
+        False when the client is gone."""
         ...
 
     def close(self) -> None:
         """Close the connection (once; later calls do nothing)."""
         ...
+
+
+class _Fair(Protocol):
+    _ready_reads: int
+
+
+async def fair_turn(transport: _Fair) -> None:
+    """Every so many reads that found data waiting, let the other tasks run (before the
+    next read: a read never loses what it got to a deadline that passes meanwhile)."""
+    transport._ready_reads += 1
+    if transport._ready_reads >= _FAIR_READS:
+        transport._ready_reads = 0
+        await trio.lowlevel.checkpoint()
 
 
 class PlainTransport:
@@ -64,19 +79,16 @@ class PlainTransport:
 
     # -- waiting (the portable driver)
     async def receive(self) -> bytes:
+        await fair_turn(self)
         while True:
             data = self.recv_nowait()
             if data is None:
                 self._ready_reads = 0
                 await trio.lowlevel.wait_readable(self.sock)
                 continue
-            self._ready_reads += 1
-            if self._ready_reads >= _FAIR_READS:
-                self._ready_reads = 0
-                await trio.lowlevel.checkpoint()
             return data
 
-    async def send_all(self, data: bytes) -> bool:
+    async def send_all(self, data: bytes, progressed: Callable[[], None]) -> bool:
         view: bytes | memoryview = data
         while True:
             sent = self.send_nowait(view)
@@ -86,6 +98,7 @@ class PlainTransport:
                 return True
             view = memoryview(view)[sent:]
             await trio.lowlevel.wait_writable(self.sock)
+            progressed()
 
     def close(self) -> None:
         self.sock.close()
