@@ -117,6 +117,7 @@ async def serving(
 
 def check_served(server: SinkServer) -> None:
     """Every session was served by the server's driver."""
+    assert DRIVER is None or server.driver == DRIVER, (server.driver, DRIVER)
     if server.driver == "portable":
         assert set(server.served) <= {"portable"}, server.served
     elif server.driver == "selector":

@@ -23,7 +23,7 @@ async def serve(session: Session) -> None:
     the server shuts down (the session is then not counted)."""
     session.drivers.append(NAME)
     try:
-        await _serve(session, new=len(session.drivers) == 1)
+        await _serve(session)
     except Exception as exc:
         session.crashed(exc)
     finally:
@@ -32,7 +32,7 @@ async def serve(session: Session) -> None:
         session.close(counted=False)
 
 
-async def _serve(session: Session, new: bool) -> None:
+async def _serve(session: Session) -> None:
     waiting = "read"
     # One cancel scope for the session's life; waits move its deadline (a scope per wait
     # costs more than the wait).
@@ -44,13 +44,6 @@ async def _serve(session: Session, new: bool) -> None:
         def write_progressed() -> None:  # -t limits each stall of a write, as in Postfix
             scope.deadline = trio.current_time() + session.timeout
 
-        if new:  # not one handed over by the selector driver
-            if session.implicit_tls:
-                scope.deadline = trio.current_time() + session.timeout
-                if not await _upgrade(session):
-                    return
-                scope.deadline = math.inf
-            session.start(trio.current_time())
         while True:
             transport = session.transport
             step = session.next_step()
@@ -90,7 +83,7 @@ async def _serve(session: Session, new: bool) -> None:
         session.timed_out(waiting)
 
 
-async def _upgrade(session: Session) -> bool:
+async def _upgrade(session: Session) -> None:
     """The server side of the TLS handshake on the session's connection."""
     plain = session.transport
     assert isinstance(plain, PlainTransport)
@@ -99,6 +92,5 @@ async def _upgrade(session: Session) -> bool:
         description = await tls.handshake()
     except TlsError as exc:
         session.upgrade_failed(str(exc))
-        return False
+        return
     session.upgraded(tls, description)
-    return True

@@ -44,10 +44,8 @@ class SelectorDriver:
     def adopt(self, session: Session) -> None:
         """Greet and serve a new session (plain transport)."""
         session.drivers.append(NAME)
-        now = trio.current_time()
         try:
-            session.start(now)
-            self._pump(session, now)
+            self._pump(session, trio.current_time())
         except Exception as exc:
             self._crashed(session, exc)
 

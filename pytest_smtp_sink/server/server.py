@@ -275,8 +275,9 @@ class SinkServer:
                 limit.release()
                 self.session_crashed(exc)
                 continue
-            if self._selector is not None and not session.implicit_tls and (
-                self.driver == selector.NAME or not self._config.needs_task
+            if self._selector is not None and (
+                self.driver == selector.NAME
+                or not (self._config.needs_task or session.implicit_tls)
             ):
                 self._selector.adopt(session)
             else:

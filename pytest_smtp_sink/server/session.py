@@ -36,7 +36,7 @@ SEND = 0  # send ``outbox``, then ``sent(n)`` / ``lost()``
 SLEEP = 1  # sleep ``pause.seconds``, then ``slept()``
 READ = 2  # wait for the client (until ``read_deadline``), then ``received(data, now)``
 DONE = 3  # the session is closed
-UPGRADE = 4  # TLS handshake (STARTTLS): then ``upgraded(transport, description)``
+UPGRADE = 4  # TLS handshake (STARTTLS, implicit TLS): then ``upgraded(transport, desc)``
 
 
 class SessionHost(Protocol):
@@ -75,6 +75,7 @@ class Session:
         "closing",
         "disconnect_log",
         "drivers",
+        "greeted",
         "host",
         "idle_since",
         "implicit_tls",
@@ -99,6 +100,7 @@ class Session:
     ) -> None:
         self.host = host
         self.implicit_tls = implicit_tls  # the handshake comes before the greeting
+        self.greeted = False
         self.transport = transport
         self.proto = proto
         self.record = record
@@ -123,12 +125,6 @@ class Session:
     def tls_context(self) -> ssl.SSLContext:
         return self.host.tls_context()
 
-    def start(self, now: float) -> None:
-        """Greet the client."""
-        self.idle_since = now
-        self.proto.start()
-        self._process()
-
     @property
     def pause(self) -> Delay | ReadDelay | Abort | StartTls | None:
         """The protocol's pause the driver must carry out (see next_step)."""
@@ -140,6 +136,12 @@ class Session:
         """SEND, SLEEP, READ, UPGRADE or DONE; see the constants."""
         if self.closed:
             return DONE
+        if not self.greeted:
+            if self.implicit_tls and self.proto.tls is None:
+                return UPGRADE  # implicit TLS: the handshake comes first
+            self.greeted = True
+            self.proto.start()
+            self._process()
         pause = self.proto.pause
         if pause is not None and type(pause) is Delay:
             return SLEEP  # the replies before a delayed one leave with it
