@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 RULES: dict[str, tuple[set[str], set[str]]] = {
     "core": (set(), set()),
     "dump": ({"core"}, set()),
-    "server": ({"core", "dump"}, {"trio"}),
+    "server": ({"core", "dump"}, {"trio", "trustme"}),
     "cli": ({"core", "server"}, {"trio"}),
-    "plugin": ({"core", "dump", "server"}, {"trio", "pytest", "sniffio"}),
+    "plugin": ({"core", "dump", "server"}, {"trio", "pytest", "sniffio", "trustme"}),
 }
 # The package's front doors: the lazy public namespace and ``python -m``.
 FRONT = {PACKAGE, f"{PACKAGE}.__main__"}

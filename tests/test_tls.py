@@ -195,9 +195,12 @@ async def test_tls_record_of_the_client_context(certs: TestCertificates) -> None
     async with tls_serving(certs, implicit_tls=True) as (_server, [addr]):
 
         def connect(name: str) -> None:
-            with socket.create_connection(addr, timeout=LIMIT) as raw:
-                with certs.client_context().wrap_socket(raw, server_hostname=name) as tls:
-                    assert tls.recv(100).startswith(b"220 ")
+            context = certs.client_context()
+            with (
+                socket.create_connection(addr, timeout=LIMIT) as raw,
+                context.wrap_socket(raw, server_hostname=name) as tls,
+            ):
+                assert tls.recv(100).startswith(b"220 ")
 
         with trio.fail_after(LIMIT):
             await trio.to_thread.run_sync(connect, "localhost")
