@@ -6,10 +6,13 @@ without them (Windows) ``-u``, ``-R`` and ``-s`` fail with one ``fatal:`` line.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
+import ssl
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
 import trio
@@ -39,8 +42,9 @@ def unsupported_options(inv: Invocation) -> str | None:
     return None
 
 
-def drop_privileges(user: str, chroot: str | None) -> None:
-    """chroot (-R) and switch to ``user`` (-u), after the listeners are bound (POSIX)."""
+def drop_privileges(user: str, chroot: str | None, give: Sequence[str] = ()) -> None:
+    """chroot (-R) and switch to ``user`` (-u), after the listeners are bound (POSIX).
+    ``give``: files to hand over to ``user`` first (so that it can clean them up)."""
     import pwd
 
     try:
@@ -48,6 +52,9 @@ def drop_privileges(user: str, chroot: str | None) -> None:
     except KeyError:
         raise Fatal(f"unknown user: {user}") from None
     root = os.geteuid() == 0
+    if root:
+        for path in give:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
     if not root and entry.pw_uid != os.geteuid():
         raise Fatal(f"cannot switch to user {user}: not running as root")
     # The group list comes from /etc/group, which a chroot may not have.
@@ -88,21 +95,54 @@ def _syslogger(prog: str) -> Callable[[str], None]:
     return lambda text: syslog.syslog(syslog.LOG_INFO, text)
 
 
+def test_certificate(folder: str, log: Callable[[str, str], None]) -> ssl.SSLContext:
+    """TLS without --tls-cert: a test CA (trustme) signs a certificate for localhost;
+    clients trust the CA file that is logged."""
+    from .server.certs import TestCertificates
+
+    certificates = TestCertificates(folder)
+    os.chmod(folder, 0o755)  # the CA is for anyone; the key stays ours
+    os.chmod(certificates.ca_file, 0o644)
+    os.chmod(certificates.cert_file, 0o600)
+    log("info", f"TLS with a test certificate: clients trust the CA in {certificates.ca_file}")
+    return certificates.server_context()
+
+
 async def serve(inv: Invocation, prog: str) -> str | None:
     """Run the server until a signal, -M or -n; returns what stopped it."""
+    cfg = inv.config
+    log = stderr_logger(prog)
+    with contextlib.ExitStack() as stack:
+        context = None
+        made: list[str] = []
+        if cfg.tls and cfg.tls_cert is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="smtp-sink-tls-"))
+            context = test_certificate(folder, log)
+            made = [folder, *(os.path.join(folder, name) for name in os.listdir(folder))]
+        return await _serve(inv, prog, log, context, made)
+
+
+async def _serve(
+    inv: Invocation,
+    prog: str,
+    log: Callable[[str, str], None],
+    context: ssl.SSLContext | None,
+    made: Sequence[str],
+) -> str | None:
     cfg = inv.config
     server = SinkServer(
         cfg,
         inv.address,
         inv.backlog,
-        log=stderr_logger(prog),
+        log=log,
         command_log=_syslogger(prog) if cfg.log_commands else None,
         counters_out=_write_counters,
+        ssl_context=context,
     )
 
     def before_serving() -> None:
         if cfg.user is not None:
-            drop_privileges(cfg.user, cfg.chroot)
+            drop_privileges(cfg.user, cfg.chroot, give=made)
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:

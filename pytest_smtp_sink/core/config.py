@@ -153,6 +153,8 @@ def from_options(options: Mapping[str, Any], base: SinkConfig | None = None) -> 
     try:
         return dataclasses.replace(base, **changes)
     except ConfigError as exc:
+        if exc.option != "-d":
+            raise
         # -d and -D together: name the field that was given here.
         given = "dump_file_template" if "dump_file_template" in changes else "dump_template"
         raise ConfigError(str(exc), option=given) from None

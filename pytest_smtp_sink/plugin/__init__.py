@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import re
+import ssl
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,6 +22,7 @@ from ..core.config import SinkConfig, from_options
 from ..core.errors import ConfigError
 from ..core.options import CLI_ONLY_NAMES, LISTENER_NAMES, OPTIONS, PYTEST_NAMES, ini_help
 from ..dump.writer import CREATE_NEW, FILE_MODE
+from ..server.certs import TestCertificates
 from ..server.listeners import Endpoint, ListenError
 from .handle import SmtpSink
 from .loop import SinkError, SinkThread
@@ -31,6 +33,13 @@ COMMAND_LOG = logging.getLogger("pytest_smtp_sink.commands")
 
 # Captured messages live in memory: a runaway client should fail its test, not the machine.
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+# In pytest the defaults model a modern MTA (DESIGN §7); TLS only when a test asks for it.
+PYTEST_DEFAULTS: dict[str, Any] = {
+    "max_message_size": DEFAULT_MAX_MESSAGE_SIZE,  # and SIZE announced
+    "smtputf8": True,
+    "chunking": True,
+    "auth_mechanisms": ("PLAIN", "LOGIN", "CRAM-MD5"),
+}
 
 _HANDLE_KEY = pytest.StashKey[list[SmtpSink]]()
 _LOG_LEVEL_KEY = pytest.StashKey[int]()
@@ -114,8 +123,7 @@ def _ini_config(config: pytest.Config) -> SinkConfig:
     cached = config.stash.get(_BASE_KEY, None)
     if cached is not None:
         return cached
-    options = _ini_options(config)
-    options.setdefault("max_message_size", DEFAULT_MAX_MESSAGE_SIZE)
+    options = {**PYTEST_DEFAULTS, **_ini_options(config)}
     if config.getoption("smtp_sink_verbose", False):
         options.setdefault("verbose", True)
     try:
@@ -150,21 +158,77 @@ def smtp_sink_thread() -> Iterator[SinkThread]:
     _check(thread)
 
 
+class _LazyCertificates:
+    """The session's test CA, made on first use (trustme costs ~50 ms to import)."""
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self._factory = factory
+        self._certificates: TestCertificates | None = None
+
+    def __call__(self) -> TestCertificates:
+        if self._certificates is None:
+            self._certificates = TestCertificates(self._factory.mktemp("smtp-sink-tls"))
+        return self._certificates
+
+
+@pytest.fixture(scope="session")
+def _smtp_sink_lazy_certificates(tmp_path_factory: pytest.TempPathFactory) -> _LazyCertificates:
+    return _LazyCertificates(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def smtp_sink_certificates(_smtp_sink_lazy_certificates: _LazyCertificates) -> TestCertificates:
+    """The session's test CA (trustme) and the server certificate it signed, for
+    ``localhost``, ``127.0.0.1``, ``::1`` and ``smtp-sink``: ``ca_file``,
+    ``client_context()``."""
+    return _smtp_sink_lazy_certificates()
+
+
+@pytest.fixture(scope="session")
+def smtp_sink_ssl_context(smtp_sink_certificates: TestCertificates) -> ssl.SSLContext:
+    """The server side of TLS for the sinks that use it (``starttls``, ``implicit_tls``).
+    Override this session fixture to serve a certificate of your own."""
+    return smtp_sink_certificates.server_context()
+
+
+def _tls_context(request: pytest.FixtureRequest, cfg: SinkConfig) -> ssl.SSLContext | None:
+    """The TLS context a sink with ``cfg`` needs, if any (asked for only then)."""
+    if not cfg.tls or cfg.tls_cert is not None:
+        return None
+    context: ssl.SSLContext = request.getfixturevalue("smtp_sink_ssl_context")
+    return context
+
+
 @pytest.fixture(scope="session")
 def smtp_sink_server(
-    smtp_sink_thread: SinkThread, pytestconfig: pytest.Config
+    request: pytest.FixtureRequest,
+    smtp_sink_thread: SinkThread,
+    pytestconfig: pytest.Config,
+    _smtp_sink_lazy_certificates: _LazyCertificates,
 ) -> SmtpSink:
     """The session's sink server, listening on ini ``smtp_sink_listen``."""
     base = _ini_config(pytestconfig)
-    return _start(smtp_sink_thread, base, _ini_listen(pytestconfig), "smtp_sink_listen")
+    return _start(
+        smtp_sink_thread, base, _ini_listen(pytestconfig), "smtp_sink_listen",
+        _tls_context(request, base), _smtp_sink_lazy_certificates,
+    )  # fmt: skip
 
 
-def _start(thread: SinkThread, cfg: SinkConfig, listen: str | None, what: str) -> SmtpSink:
+def _start(
+    thread: SinkThread,
+    cfg: SinkConfig,
+    listen: str | None,
+    what: str,
+    ssl_context: ssl.SSLContext | None,
+    certificates: Callable[[], TestCertificates],
+) -> SmtpSink:
     """A new sink in ``thread``; a listen error fails the test with a one-line message."""
     if listen is None:
         listen = "[::1]:0" if cfg.family == "inet6" else "127.0.0.1:0"
     try:
-        sink = thread.start_server(cfg, listen)
+        sink = thread.start_server(
+            cfg, listen, ssl_context=ssl_context, certificates=certificates
+        )
     except OSError as exc:
         pytest.fail(f"{what}: cannot listen on {listen}: {exc}", pytrace=False)
     except SinkError as exc:
@@ -233,16 +297,24 @@ def smtp_sink(
     smtp_sink_server: SmtpSink,
     smtp_sink_thread: SinkThread,
     pytestconfig: pytest.Config,
+    _smtp_sink_lazy_certificates: _LazyCertificates,
 ) -> Iterator[SmtpSink]:
     """The sink for this test, configured by its ``smtp_sink`` marker; capture cleared."""
     base = _ini_config(pytestconfig)
+    error: ConfigError | None = None
     try:
         cfg, listen, dedicated = _build_config(base, _marker_options(request.node))
     except ConfigError as exc:
-        _fail_config(exc)
+        error = exc
+    if error is not None:  # outside the except block: the message is shown once
+        _fail_config(error)
     _check(smtp_sink_thread)
+    ssl_context = _tls_context(request, cfg)
     if dedicated:
-        sink = _start(smtp_sink_thread, cfg, listen, "@pytest.mark.smtp_sink")
+        sink = _start(
+            smtp_sink_thread, cfg, listen, "@pytest.mark.smtp_sink", ssl_context,
+            _smtp_sink_lazy_certificates,
+        )  # fmt: skip
         _register(request, sink)
         try:
             yield sink
@@ -257,6 +329,8 @@ def smtp_sink(
             smtp_sink_thread.restart_server(sink)
         except (OSError, SinkError) as exc:
             pytest.fail(f"cannot restart the smtp-sink session server: {exc}", pytrace=False)
+    if ssl_context is not None and sink.server.ssl_context is None:
+        smtp_sink_thread.call(setattr, sink.server, "ssl_context", ssl_context)
     if sink.server.config is not cfg:
         smtp_sink_thread.call(_set_config, sink, cfg)
     sink.clear()
@@ -280,6 +354,7 @@ def smtp_sink_factory(
     request: pytest.FixtureRequest,
     smtp_sink_thread: SinkThread,
     pytestconfig: pytest.Config,
+    _smtp_sink_lazy_certificates: _LazyCertificates,
 ) -> Iterator[Callable[..., SmtpSink]]:
     """Start extra sinks for this test: ``backup = smtp_sink_factory(reject="RCPT")``.
 
@@ -298,7 +373,10 @@ def smtp_sink_factory(
             ) from None
         if listen is None:
             listen = "[::1]:0" if cfg.family == "inet6" else "127.0.0.1:0"
-        sink = smtp_sink_thread.start_server(cfg, listen)
+        sink = smtp_sink_thread.start_server(
+            cfg, listen, ssl_context=_tls_context(request, cfg),
+            certificates=_smtp_sink_lazy_certificates,
+        )  # fmt: skip
         sink.server.command_log = COMMAND_LOG.info
         started.append(sink)
         _register(request, sink)

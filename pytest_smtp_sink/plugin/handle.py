@@ -6,8 +6,10 @@ nursery; the pytest fixtures hand out the same SmtpSink for servers in the plugi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import ExitStack, asynccontextmanager
 from email.message import EmailMessage
 from typing import Any
 
@@ -15,16 +17,44 @@ import trio
 
 from ..core.config import SinkConfig, from_options
 from ..dump.transaction import Transaction
+from ..server.certs import TestCertificates
 from ..server.server import LogFunc, SinkServer
 from .capture import Capture, Transcript
 
 
 class SmtpSink:
-    """A running sink: where it listens, what it is configured to do, what it captured."""
+    """A running sink: where it listens, what it is configured to do, what it captured.
 
-    def __init__(self, server: SinkServer, capture: Capture) -> None:
+    ``certificates``: where the test CA comes from (made on first use), for ``ca_file``
+    and ``client_ssl_context()``.
+    """
+
+    def __init__(
+        self,
+        server: SinkServer,
+        capture: Capture,
+        certificates: Callable[[], TestCertificates] | None = None,
+    ) -> None:
         self.server = server
         self.capture = capture
+        self._certificates = certificates
+
+    # -- TLS
+    def _test_certificates(self) -> TestCertificates:
+        if self._certificates is None:
+            raise RuntimeError("this sink has no test CA: it was given its own TLS context")
+        return self._certificates()
+
+    @property
+    def ca_file(self) -> str:
+        """The PEM file of the test CA that signed the sink's certificate (for curl,
+        nodemailer, Django's ``EMAIL_SSL_CERTFILE``-style settings)."""
+        return str(self._test_certificates().ca_file)
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts the sink's certificate (host names checked):
+        ``smtplib.SMTP(...).starttls(context=smtp_sink.client_ssl_context())``."""
+        return self._test_certificates().client_context()
 
     # -- where
     @property
@@ -145,22 +175,34 @@ async def open_sink(
     *,
     backlog: int = 100,
     log: LogFunc | None = None,
+    ssl_context: ssl.SSLContext | None = None,
     **options: Any,
 ) -> AsyncIterator[SmtpSink]:
     """Run a sink in the caller's trio nursery for the duration of the block.
 
-    ``options`` are SinkConfig fields (the marker names), applied over ``config``.
+    ``options`` are SinkConfig fields (the marker names), applied over ``config``. With
+    TLS asked for (``starttls``, ``implicit_tls``) and neither ``ssl_context`` nor
+    ``tls_cert``, a test CA signs the sink's certificate: ``sink.client_ssl_context()``.
     """
     cfg = from_options(options, base=config) if options else (config or SinkConfig())
-    server = SinkServer(cfg, address, backlog, log=log or _quiet)
-    capture = Capture()
-    attach_capture(server, capture)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.run)
-        try:
-            yield SmtpSink(server, capture)
-        finally:
-            nursery.cancel_scope.cancel()
+    with ExitStack() as stack:
+        certificates: TestCertificates | None = None
+        if ssl_context is None and cfg.tls and cfg.tls_cert is None:
+            # TLS without a certificate of the caller's: a test CA, for this sink only
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="smtp-sink-tls-"))
+            certificates = TestCertificates(folder)
+            ssl_context = certificates.server_context()
+        server = SinkServer(cfg, address, backlog, log=log or _quiet, ssl_context=ssl_context)
+        capture = Capture()
+        attach_capture(server, capture)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.run)
+            try:
+                yield SmtpSink(
+                    server, capture, (lambda: certificates) if certificates else None
+                )
+            finally:
+                nursery.cancel_scope.cancel()
 
 
 def _quiet(level: str, text: str) -> None:

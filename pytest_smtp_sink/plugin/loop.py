@@ -8,6 +8,7 @@ pytest-trio only allows function-scoped trio fixtures, so the session server liv
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 import traceback
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 import trio
 
 from ..core.config import SinkConfig
+from ..server.certs import TestCertificates
 from ..server.listeners import Endpoint
 from ..server.server import LogFunc, SinkServer
 from .capture import Capture
@@ -135,13 +137,23 @@ class SinkThread:
     def run(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
         return trio.from_thread.run(afn, *args, trio_token=self._alive())
 
-    def start_server(self, config: SinkConfig, address: str, backlog: int = 100) -> SmtpSink:
+    def start_server(
+        self,
+        config: SinkConfig,
+        address: str,
+        backlog: int = 100,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        certificates: Callable[[], TestCertificates] | None = None,
+    ) -> SmtpSink:
         """Start a sink server in the loop; returns its handle once it listens."""
-        server = SinkServer(config, address, backlog, log=self.log)  # ListenError: bad address
+        server = SinkServer(  # ListenError: bad address
+            config, address, backlog, log=self.log, ssl_context=ssl_context
+        )
         capture = Capture()
         attach_capture(server, capture)
         self.run(self._start, server)
-        return SmtpSink(server, capture)
+        return SmtpSink(server, capture, certificates)
 
     def restart_server(self, sink: SmtpSink) -> None:
         """Serve ``sink`` again (after a crash) on the address it had, same capture."""
