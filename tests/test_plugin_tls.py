@@ -6,6 +6,10 @@ import textwrap
 
 import pytest
 
+# Imported now, before a pytester test snapshots sys.modules: pytester drops what a test
+# imported, and cryptography (under trustme) cannot be imported a second time.
+import trustme  # noqa: F401
+
 from pytest_smtp_sink import parse_dump
 
 LEAN = ("-p", "no:benchmark", "-p", "no:hypothesispytest", "-p", "no:trio")
