@@ -9,6 +9,7 @@ fails: these tests must run there.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import smtplib
@@ -248,9 +249,7 @@ assert send_mail("Welcome", "Hi!", "a@example.com", ["b@example.com"],
 
 @pytest.mark.parametrize("mode", ["tls", "ssl"], ids=["EMAIL_USE_TLS", "EMAIL_USE_SSL"])
 async def test_django_backend(certs: TestCertificates, tmp_path: Path, mode: str) -> None:
-    try:
-        import django  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("django") is None:
         required("Django")
     script = tmp_path / "send.py"
     script.write_text(textwrap.dedent(DJANGO_SEND))
@@ -276,6 +275,7 @@ async def test_smtplib_send_message_negotiates_smtputf8(certs: TestCertificates)
     async with sink(certs, smtputf8=True, **STARTTLS_REQUIRED) as running:
 
         def send() -> None:
+            assert running.port is not None
             with smtplib.SMTP("127.0.0.1", running.port, timeout=LIMIT) as smtp:
                 smtp.starttls(context=certs.client_context())
                 smtp.send_message(msg)
