@@ -469,3 +469,23 @@ def test_bdat_in_any_chunks_gives_the_same_transaction_as_data(
     [a], [b] = via_data.transactions, via_bdat.transactions
     assert (a.mail_args, a.rcpt_args, a.helo, a.data) == (b.mail_args, b.rcpt_args, b.helo, b.data)
     assert b.message_bytes == message
+
+
+@settings(max_examples=200, deadline=None)
+@given(junk=st.binary(max_size=300), cuts=st.lists(st.integers(0, 400), max_size=4))
+def test_nothing_pipelined_behind_starttls_is_executed(junk: bytes, cuts: list[int]) -> None:
+    """Whatever follows STARTTLS before the handshake, in whatever pieces, is thrown away:
+    after TLS the session is as new (no transaction, no HELO, no reply owed)."""
+    sink = starttls_sink()
+    sink.send(b"EHLO c\r\nMAIL FROM:<a@x>\r\n")
+    wire = b"STARTTLS\r\n" + junk
+    pieces = _split(wire, cuts)
+    out = b""
+    for piece in pieces:
+        out += sink.send(piece)
+    assert out.endswith(b"220 2.0.0 Ready to start TLS\r\n")
+    assert out.count(b"\r\n") == 1  # nothing answered behind it
+    sink.p.tls_started(TLS)
+    assert sink.pump() == b""
+    assert (sink.p.in_mail, sink.p.helo, sink.p.tls) == (False, None, TLS)
+    assert sink.replies(b"MAIL FROM:<a@x>\r\n") == [b"250 2.1.0 Ok"]
