@@ -32,8 +32,9 @@ async def main(port: int, lmtp: bool, cert: str | None) -> None:
         context.load_cert_chain(cert)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: cls(handler, hostname="aiosmtpd-sink", data_size_limit=None,
-                    tls_context=context),  # fmt: skip
+        lambda: cls(
+            handler, hostname="aiosmtpd-sink", data_size_limit=None, tls_context=context
+        ),
         "127.0.0.1",
         port,
         backlog=1000,

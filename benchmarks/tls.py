@@ -102,7 +102,9 @@ def server(kind: str, port: int, cert: str) -> list[str]:
     return [sys.executable, str(HERE / "aiosmtpd_sink.py"), str(port), f"--tls-cert={cert}"]
 
 
-def measure(kind: str, work: Callable[..., None], total: int, cert: str, ca: str) -> tuple[float, float]:
+def measure(
+    kind: str, work: Callable[..., None], total: int, cert: str, ca: str
+) -> tuple[float, float]:
     port = free_port()
     proc = subprocess.Popen(server(kind, port, cert), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
