@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .core.config import SinkConfig, from_options
     from .core.errors import ConfigError
     from .core.protocol import SinkProtocol
+    from .core.rules import Rule
     from .dump.reader import DumpFormatError, parse_dump
     from .dump.transaction import Transaction
     from .plugin.handle import SmtpSink, open_sink
@@ -25,6 +26,7 @@ _LOCATIONS = {
     "ConfigError": ".core.errors",
     "DumpFormatError": ".dump.reader",
     "ListenError": ".server.listeners",
+    "Rule": ".core.rules",
     "SinkConfig": ".core.config",
     "SinkProtocol": ".core.protocol",
     "SinkServer": ".server.server",
@@ -40,6 +42,7 @@ __all__ = [
     "ConfigError",
     "DumpFormatError",
     "ListenError",
+    "Rule",
     "SinkConfig",
     "SinkProtocol",
     "SinkServer",

@@ -23,6 +23,7 @@ from pytest_smtp_sink.core.events import (
     CommandLogged,
     Delay,
     Event,
+    FaultInjected,
     LogLine,
     MessageEnd,
     MessageReceived,
@@ -1045,7 +1046,11 @@ def test_delay_odds(rolls: list[int], seconds: float | None) -> None:
         assert p.take_events() == []
     else:
         assert p.take_output() == b""
-        assert p.take_events() == [Delay(seconds)]
+        rolls_drawn = len(rolls) - 1
+        assert p.take_events() == [
+            FaultInjected(f"-W noop:3:50: delay x{rolls_drawn}"),  # named in the transcript
+            Delay(seconds),
+        ]
         p.delay_elapsed()
         assert p.take_output() == OK
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .config import SinkConfig
 from .errors import ConfigError, UsageError
-from .options import BY_FLAG, BY_LONG, COUNT, DELAY, ENTRY, UNION, Option
+from .options import APPEND, BY_FLAG, BY_LONG, COUNT, DELAY, ENTRY, UNION, Option
 from .values import EXTENSION_COMMANDS, Delay, atoi
 
 
@@ -108,6 +108,8 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
         elif option.merge == ENTRY:
             key, item = value
             entries.setdefault(option.name, {})[key] = item
+        elif option.merge == APPEND:
+            kw[option.name] = (*kw.get(option.name, ()), value)
         else:
             kw[option.name] = value
         kw.update(option.implies)  # -f and -r imply -p, even with an empty list

@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .options import CONVERTERS, NEEDS_TASK_NAMES
+from .rules import Rule
 from .values import DEFAULT_HARD_REPLY, DEFAULT_SOFT_REPLY, EXTENSION_COMMANDS, Delay
 
 
@@ -75,6 +76,9 @@ class SinkConfig:
     auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")  # --auth-mechanisms
     users: Mapping[str, str] | None = None  # --auth-user name:password (repeatable)
     auth_required: bool = False  # --auth-required
+    # failure rules beyond the flags (mail= and rcpt= are short forms of them)
+    rules: tuple[Rule, ...] = ()  # --rule (repeatable)
+    seed: int | None = None  # --seed: every random choice, reproducible
 
     def __post_init__(self) -> None:
         validate(self)
@@ -108,10 +112,12 @@ class SinkConfig:
         return from_options(changes, base=self)
 
 
-FIELD_NAMES: frozenset[str] = frozenset(f.name for f in dataclasses.fields(SinkConfig)) | {
-    "data_delay"
-}
-_NEEDS_TASK_FIELDS = tuple(sorted(NEEDS_TASK_NAMES & (FIELD_NAMES - {"data_delay"})))
+# Options that are not fields: -w sets delays["DATA"], mail= and rcpt= add rules.
+PSEUDO_OPTIONS = frozenset({"data_delay", "mail", "rcpt"})
+FIELD_NAMES: frozenset[str] = (
+    frozenset(f.name for f in dataclasses.fields(SinkConfig)) | PSEUDO_OPTIONS
+)
+_NEEDS_TASK_FIELDS = tuple(sorted(NEEDS_TASK_NAMES & (FIELD_NAMES - PSEUDO_OPTIONS)))
 
 
 def _convert(name: str, value: Any) -> Any:
@@ -124,6 +130,7 @@ def from_options(options: Mapping[str, Any], base: SinkConfig | None = None) -> 
     base = base or SinkConfig()
     changes: dict[str, Any] = {}
     delays = dict(base.delays)
+    short: list[Rule] = []
     for name in options:
         if name not in FIELD_NAMES:
             close = difflib.get_close_matches(name, sorted(FIELD_NAMES), n=3, cutoff=0.6)
@@ -143,6 +150,8 @@ def from_options(options: Mapping[str, Any], base: SinkConfig | None = None) -> 
                     delays["DATA"] = (seconds, 0)
             elif name == "delays":
                 delays = dict(_convert(name, value))
+            elif name in ("mail", "rcpt"):
+                short.extend(_convert(name, value))
             else:
                 changes[name] = _convert(name, value)
         except ConfigError as exc:
@@ -150,6 +159,8 @@ def from_options(options: Mapping[str, Any], base: SinkConfig | None = None) -> 
                 raise ConfigError(str(exc), option=name) from None
             raise
     changes["delays"] = delays
+    if short:  # mail= / rcpt= come after the rules given as such
+        changes["rules"] = (*changes.get("rules", base.rules), *short)
     try:
         return dataclasses.replace(base, **changes)
     except ConfigError as exc:

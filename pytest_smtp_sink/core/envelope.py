@@ -51,3 +51,27 @@ def mail_or_rcpt_value(args: str) -> str:
     if colon < 0:
         return ""
     return args[colon:].lstrip(":").lstrip(" ")
+
+
+def address_of(value: str) -> str:
+    """The address inside ``<...>`` at the start of X-Mail-Args/X-Rcpt-Args."""
+    value = value.strip()
+    if value.startswith("<"):
+        end = value.find(">")
+        return value[1:end] if end >= 0 else value[1:]
+    return value.split(" ", 1)[0]
+
+
+def params_of(value: str) -> dict[str, str | None]:
+    value = value.strip()
+    if value.startswith("<"):
+        end = value.find(">")
+        rest = value[end + 1 :] if end >= 0 else ""
+    else:
+        parts = value.split(" ", 1)
+        rest = parts[1] if len(parts) > 1 else ""
+    params: dict[str, str | None] = {}
+    for item in rest.split():
+        key, sep, val = item.partition("=")
+        params[key.upper()] = val if sep else None
+    return params

@@ -82,6 +82,14 @@ class LogLine:
 
 
 @dataclass(frozen=True, slots=True)
+class FaultInjected:
+    """A rule (or a -W die) acted on the command just answered: ``description`` names it
+    (for the transcript: ``rule: RCPT bad@*: 550 5.1.1 No such user``)."""
+
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
 class CommandLogged:
     """A -s record: ``<command> <args>``, args cut to 100 characters."""
 
@@ -90,7 +98,7 @@ class CommandLogged:
 
 Event = (
     Delay | ReadDelay | Abort | StartTls | MessageReceived | MessageEnd | QuitReceived | Close
-    | LogLine | CommandLogged
+    | LogLine | CommandLogged | FaultInjected
 )  # fmt: skip
 Pause = Delay | ReadDelay | Abort | StartTls | MessageReceived
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, UsageError
+from .rules import address_rules, parse_rule, rules_value
 from .values import (
     Convert,
     argv_text,
@@ -44,6 +45,7 @@ UNION = "union"  # command lists add up when the flag is repeated
 COUNT = "count"  # each -v adds one
 DELAY = "delay"  # (command, delay) into the delays table
 ENTRY = "entry"  # (key, value) into a mapping (--auth-user name:password)
+APPEND = "append"  # onto a tuple (--rule, repeatable)
 
 AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")  # the ones we can check
 
@@ -395,6 +397,21 @@ OPTIONS: tuple[Option, ...] = (
            metavar="name:password", parse=_user_entry, merge=ENTRY, long="auth-user"),
     _extension("auth_required", "auth-required",
                "MAIL before a successful AUTH gets ``530 5.7.0 Authentication required``"),
+    Option("rules", None, 'rules=["RCPT bad@*: 550 5.1.1 No such user"]',
+           "failure rules: per command and argument, counted (``times``, ``after``,"
+           " ``every``, per sink or connection) or seeded (``odds``); see Failure rules",
+           rules_value, metavar="rule", parse=lambda text, flag: parse_rule(text),
+           merge=APPEND, long="rule"),
+    Option("mail", None, 'mail={"bad@x.example": "553 5.1.8 Bad sender"}',
+           "short for MAIL rules: address pattern to reply (or action)",
+           lambda name, value: address_rules("MAIL", name, value)),
+    Option("rcpt", None, 'rcpt={"bad@x.example": "550 5.1.1 User unknown"}',
+           "short for RCPT rules: address pattern to reply (or action)",
+           lambda name, value: address_rules("RCPT", name, value)),
+    Option("seed", None, "seed=n",
+           "the seed of every random choice (rule ``odds``, ``-W`` dice, queue ids): the same"
+           " seed gives the same faults (pytest: ``--smtp-sink-seed``, printed in the header)",
+           optional(_count("seed")), metavar="n", parse=_cli_count("seed"), long="seed"),
     Option("listen", None, 'listen="unix:/path"',
            "(pytest only) a dedicated listener at this address for the test",
            scope=PLUGIN_ONLY),

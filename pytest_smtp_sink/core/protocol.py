@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from .config import SinkConfig
-from .envelope import Envelope, client_text, mail_or_rcpt_value
+from .envelope import Envelope, address_of, client_text, mail_or_rcpt_value, params_of
 from .events import (
     CLOSE,
     CLOSE_SILENTLY,
@@ -30,6 +30,7 @@ from .events import (
     CommandLogged,
     Delay,
     Event,
+    FaultInjected,
     LogLine,
     MessageReceived,
     Pause,
@@ -76,6 +77,8 @@ from .replies import (
     Tables,
     bdat_ok,
 )
+from .rules import Rule
+from .values import encode_text
 
 
 class ProtocolError(RuntimeError):
@@ -146,6 +149,8 @@ class SinkProtocol:
         self._bdat_token = ""
         self._bdat_args = b""
         self._raw: list[bytes] = []  # BDAT: the message octets as received
+        self._rcpt_addrs: list[str] = []  # for rules on "." (the recipients)
+        self._rule_counts: dict[Rule, int] = {}  # rules counted per connection
         self._chunks: list[bytes] = []
         self._tail = b"\r\n"
         # end-of-data bookkeeping for the '.' reply
@@ -380,10 +385,14 @@ class SinkProtocol:
     # ----------------------------------------------------------------- dispatch
 
     def _dispatch(self, name: str, token: str, args: bytes) -> None:
-        """Postfix's order (reference §5.2): -s, -q, -Q, -f, -r, -W, normal reply."""
+        """Postfix's order (reference §5.2): -s, -q, -Q, -f, -r, -W, normal reply; the
+        failure rules come after -s, before the flags."""
         cfg = self.config
         if name in cfg.log_commands:
             self._events.append(CommandLogged(f"{token} {sanitize(args)[:100]}"))
+        rules = self.tables.rules_for.get(name)
+        if rules is not None and self._apply_rules(name, rules, args):
+            return
         if name in cfg.disconnect:
             self._close(None)
             return
@@ -394,12 +403,12 @@ class SinkProtocol:
         delay = cfg.delays.get(name)
         if name == "CONNECT" and delay is not None:
             # Unlike Postfix (Q8), a rejected greeting still waits for its delay.
-            self._delay(delay, lambda: self._respond(name, args))
+            self._delay(delay, lambda: self._respond(name, args), name)
             return
         if name in cfg.reject or name in cfg.soft_reject or delay is None:
             self._respond(name, args)
             return
-        self._delay(delay, lambda: self._respond(name, args))
+        self._delay(delay, lambda: self._respond(name, args), name)
 
     def _respond(self, name: str, args: bytes) -> None:
         cfg = self.config
@@ -417,12 +426,114 @@ class SinkProtocol:
         elif name == "BDAT":
             self._reset()  # a refused chunk: the message is not delivered
 
-    def _delay(self, delay: tuple[float, int], action: Callable[[], None]) -> None:
+    # ------------------------------------------------------------------- rules
+
+    def _apply_rules(self, name: str, rules: tuple[Rule, ...], args: bytes) -> bool:
+        """Act on the first rule that acts on this command; False: none did."""
+        if name == ".":
+            if not self._eod or self._dot_error is not None:
+                return False  # a typed "."; or the message was not kept (451, 552)
+            return self._dot_rules(rules)
+        text = client_text(args)
+        params: dict[str, str | None] | None = None
+        if name in ("MAIL", "RCPT"):
+            value = mail_or_rcpt_value(text)
+            subject, params = address_of(value), params_of(value)
+        elif name == "AUTH":
+            subject = text.split(" ", 1)[0]
+        else:
+            subject = text.strip(" \t")
+        rule = self._first_rule(rules, subject, params)
+        if rule is None:
+            return False
+        self._act(rule, name, args)
+        return True
+
+    def _first_rule(
+        self, rules: tuple[Rule, ...], subject: str, params: dict[str, str | None] | None
+    ) -> Rule | None:
+        for rule in rules:
+            if not rule.matches(subject, params):
+                continue
+            if rule.per == "sink":
+                nth = self.tables.counters.next(rule)
+            else:
+                nth = self._rule_counts[rule] = self._rule_counts.get(rule, 0) + 1
+            if not rule.acts_on(nth):
+                continue
+            if rule.odds is not None and not self.tables.odds_hit(rule):
+                continue
+            return rule
+        return None
+
+    def _act(self, rule: Rule, name: str, args: bytes) -> None:
+        self._events.append(FaultInjected(f"rule: {rule}"))
+        action = rule.action
+        if action == "drop":
+            self._close(None)
+        elif action == "421":
+            self.output += R_421
+            self._close(None)
+        elif action == "delay":
+            assert rule.delay is not None
+            self._delay((rule.delay, 0), lambda: self._respond(name, args), name)
+        elif action == "hard" or action == "soft" or (rule.reply or "")[:1] in "45":
+            line = self.tables.hard if action == "hard" else self.tables.soft
+            if action == "reply":
+                line = encode_text(rule.reply or "") + b"\r\n"
+            self.output += line
+            if name == "BDAT":
+                self._reset()  # a refused chunk: the message is not delivered
+        else:  # a 2xx/3xx reply text: the command succeeds, with these words
+            start = len(self.output)
+            self._normal(name, args)
+            produced = self.output[start:].count(b"\r\n")
+            self.output[start:] = (encode_text(rule.reply or "") + b"\r\n") * produced
+
+    def _dot_rules(self, rules: tuple[Rule, ...]) -> bool:
+        """End of data: SMTP answers once (a rule on any recipient acts); LMTP answers
+        each recipient, a rule on that one's address giving its reply."""
+        recipients = self._rcpt_addrs or [""]
+        if not self.config.lmtp or len(recipients) == 1:
+            for address in recipients:
+                rule = self._first_rule(rules, address, None)
+                if rule is not None:
+                    self._act(rule, ".", b"")
+                    self._transaction_over()
+                    return True
+            return False
+        chosen = [self._first_rule(rules, address, None) for address in recipients]
+        if all(rule is None for rule in chosen):
+            return False
+        for rule in chosen:
+            if rule is None:
+                self.output += R_LMTP_DOT
+                continue
+            self._events.append(FaultInjected(f"rule: {rule}"))
+            if rule.action == "hard":
+                self.output += self.tables.hard
+            elif rule.action == "soft":
+                self.output += self.tables.soft
+            elif rule.action == "reply":
+                self.output += encode_text(rule.reply or "") + b"\r\n"
+            else:  # drop, 421, delay: for the whole reply, not one recipient
+                self.output += R_LMTP_DOT
+        self._transaction_over()
+        return True
+
+    def _delay(
+        self, delay: tuple[float, int], action: Callable[[], None], name: str = ""
+    ) -> None:
         seconds, odds = delay
         if odds:
+            dice = self.tables.dice or self.rng
             rolls = 0
-            while self.rng.randrange(100) < odds:
+            while dice.randrange(100) < odds:
                 rolls += 1
+            if rolls:  # the man page's dice rule: say what it drew
+                self._events.append(
+                    FaultInjected(f"-W {name.lower()}:{seconds:g}:{odds}: delay x{rolls}")
+                )
             seconds *= rolls
         if seconds <= 0:
             action()
@@ -452,6 +563,8 @@ class SinkProtocol:
                 return
             self.in_mail = True
             self.rcpts = 0
+            if self._rcpt_addrs:
+                self._rcpt_addrs = []
             out += R_MAIL
             if self.collect:
                 self._start_transaction(args)
@@ -463,6 +576,8 @@ class SinkProtocol:
             out += R_RCPT
             if self.collect:
                 self._rcpt_args.append(mail_or_rcpt_value(client_text(args)))
+            if self.tables.track_rcpts:
+                self._rcpt_addrs.append(address_of(mail_or_rcpt_value(client_text(args))))
         elif name == "DATA":
             if not self.in_mail or self.rcpts <= 0:
                 out += R_NEED_RCPT

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
 from .config import SinkConfig
+from .rules import Rule, RuleCounters
 from .values import encode_text
 
 ABORT_REPLY = b"550 This violates SMTP\r\n"
@@ -107,8 +110,21 @@ class Tables:
             config.reject | config.soft_reject | config.disconnect | config.disconnect_421
             | config.log_commands | frozenset(config.delays)
         )  # fmt: skip
-        self.bdat_rules = "BDAT" in rules
-        self.special = rules | ({"BDAT"} if config.chunking else set())
+        # failure rules by command, their counters (per sink) and random generators
+        self.rules_for: dict[str, tuple[Rule, ...]] = {}
+        for rule in config.rules:
+            self.rules_for[rule.command] = (*self.rules_for.get(rule.command, ()), rule)
+        self.counters = RuleCounters()
+        seed = config.seed
+        self._odds = {
+            rule: random.Random(f"{seed}:{i}:{rule}" if seed is not None else None)
+            for i, rule in enumerate(config.rules)
+            if rule.odds is not None
+        }
+        self.dice = random.Random(seed) if seed is not None else None  # -W odds
+        self.track_rcpts = "." in self.rules_for  # "." rules match the recipients
+        self.bdat_rules = "BDAT" in rules or "BDAT" in self.rules_for
+        self.special = rules | set(self.rules_for) | ({"BDAT"} if config.chunking else set())
         # MAIL: must wait for TLS / AUTH; parameters to look at (SIZE=, BODY=, SMTPUTF8)
         self.guarded = config.require_tls or config.auth_required
         self.mail_params = (
@@ -116,6 +132,11 @@ class Tables:
         )
         self.initial_proto = "LMTP" if config.lmtp else "SMTP"
         self.size_limit = config.max_message_size
+
+    def odds_hit(self, rule: Rule) -> bool:
+        """Whether a rule with ``odds`` acts this time (its own seeded generator)."""
+        assert rule.odds is not None
+        return self._odds[rule].random() < rule.odds
 
     @staticmethod
     def _ehlo(config: SinkConfig, tls: bool) -> bytes:

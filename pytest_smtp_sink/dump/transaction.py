@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from functools import cached_property
 
-from ..core.envelope import Envelope
+from ..core.envelope import Envelope, address_of, params_of
 from ..core.framing import sanitize
 
 # Control characters in a UTF-8 header value become '?': the header stays one line.
@@ -51,30 +51,6 @@ def format_date(timestamp: float) -> str:
         f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} "
         f"{sign}{abs(hours):02d}{minutes:02d} ({tm.tm_zone or time.tzname[tm.tm_isdst > 0]})"
     )
-
-
-def _addr_from_args(value: str) -> str:
-    """The address inside ``<...>`` at the start of X-Mail-Args/X-Rcpt-Args."""
-    value = value.strip()
-    if value.startswith("<"):
-        end = value.find(">")
-        return value[1:end] if end >= 0 else value[1:]
-    return value.split(" ", 1)[0]
-
-
-def _params_from_args(value: str) -> dict[str, str | None]:
-    value = value.strip()
-    if value.startswith("<"):
-        end = value.find(">")
-        rest = value[end + 1 :] if end >= 0 else ""
-    else:
-        parts = value.split(" ", 1)
-        rest = parts[1] if len(parts) > 1 else ""
-    params: dict[str, str | None] = {}
-    for item in rest.split():
-        key, sep, val = item.partition("=")
-        params[key.upper()] = val if sep else None
-    return params
 
 
 @dataclass(frozen=True)
@@ -116,15 +92,15 @@ class Transaction:
 
     @property
     def mail_from(self) -> str:
-        return _addr_from_args(self.mail_args)
+        return address_of(self.mail_args)
 
     @property
     def mail_params(self) -> dict[str, str | None]:
-        return _params_from_args(self.mail_args)
+        return params_of(self.mail_args)
 
     @property
     def rcpt_to(self) -> list[str]:
-        return [_addr_from_args(a) for a in self.rcpt_args]
+        return [address_of(a) for a in self.rcpt_args]
 
     @property
     def message_bytes(self) -> bytes:

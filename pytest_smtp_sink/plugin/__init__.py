@@ -8,8 +8,10 @@ defaults for the duration of the test and hands out what the test's clients sent
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
+import random
 import re
 import ssl
 from collections.abc import Callable, Generator, Iterator
@@ -58,6 +60,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "one folder per test under DIR",
     )
     group.addoption(
+        "--smtp-sink-seed",
+        metavar="N",
+        type=int,
+        default=None,
+        help="seed of the sinks' random faults (rules with odds, -W dice): the same seed "
+        "gives the same faults; default: pytest-randomly's seed, else a new one (printed "
+        "in the header)",
+    )
+    group.addoption(
         "--smtp-sink-verbose",
         action="store_true",
         default=False,
@@ -94,6 +105,38 @@ def pytest_configure(config: pytest.Config) -> None:
         # Without this the INFO lines die at the root logger's WARNING level.
         config.stash[_LOG_LEVEL_KEY] = LOG.level
         LOG.setLevel(logging.INFO)
+
+
+_SEED_KEY = pytest.StashKey[int]()
+
+
+def session_seed(config: pytest.Config) -> int:
+    """The run's seed: --smtp-sink-seed, else pytest-randomly's, else a new one."""
+    seed = config.stash.get(_SEED_KEY, None)
+    if seed is None:
+        chosen = config.getoption("smtp_sink_seed", None)
+        if chosen is None:
+            randomly = getattr(config.option, "randomly_seed", None)
+            chosen = randomly if isinstance(randomly, int) else random.randrange(1, 2**31)
+        seed = config.stash[_SEED_KEY] = int(chosen)
+    return seed
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = session_seed(config)
+    return f"smtp-sink: seed {seed} (--smtp-sink-seed={seed} gives the same faults again)"
+
+
+def seed_of_test(config: pytest.Config, nodeid: str) -> int:
+    """One test's seed, from the run's and the test's id: a test gets the same faults
+    whichever tests run before it."""
+    digest = hashlib.sha256(f"{session_seed(config)}:{nodeid}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") | 1
+
+
+def is_random(cfg: SinkConfig) -> bool:
+    """The configuration draws random numbers for faults (rule odds, -W dice)."""
+    return any(r.odds is not None for r in cfg.rules) or any(o for _, o in cfg.delays.values())
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -308,6 +351,9 @@ def smtp_sink(
         error = exc
     if error is not None:  # outside the except block: the message is shown once
         _fail_config(error)
+    seed = seed_of_test(pytestconfig, request.node.nodeid)
+    if cfg.seed is None and is_random(cfg):
+        cfg = cfg.replace(seed=seed)
     _check(smtp_sink_thread)
     ssl_context = _tls_context(request, cfg)
     if dedicated:
@@ -315,6 +361,7 @@ def smtp_sink(
             smtp_sink_thread, cfg, listen, "@pytest.mark.smtp_sink", ssl_context,
             _smtp_sink_lazy_certificates,
         )  # fmt: skip
+        sink.seed = seed
         _register(request, sink)
         try:
             yield sink
@@ -333,14 +380,18 @@ def smtp_sink(
         smtp_sink_thread.call(setattr, sink.server, "ssl_context", ssl_context)
     if sink.server.config is not cfg:
         smtp_sink_thread.call(_set_config, sink, cfg)
+    if cfg.rules:  # rules counted per sink count from 0 in every test
+        smtp_sink_thread.call(sink.server.reset_rule_counters)
     sink.clear()
+    sink.seed = seed
     _register(request, sink)
     try:
         yield sink
     finally:
-        if sink.server.config is not base:
-            with contextlib.suppress(SinkError):  # reported by _after_test
+        with contextlib.suppress(SinkError, OSError):  # reported by _after_test
+            if sink.server.config is not base:
                 smtp_sink_thread.call(_set_config, sink, base)
+            smtp_sink_thread.restart_server(sink)  # after a stop() in the test
         _after_test(request, [sink], smtp_sink_thread)
 
 

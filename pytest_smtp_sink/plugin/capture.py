@@ -27,6 +27,9 @@ class Transcript:
     def text(self) -> str:
         out = [f"--- session {self.session_id} from {self.client}"]
         for direction, data in self.lines:
+            if direction == "!":  # what a rule injected, after the reply it shaped
+                out.append(f"   [{data.decode('utf-8', 'replace')}]")
+                continue
             for line in data.splitlines(keepends=True):
                 out.append(f"{direction}: {line!r}")
         return "\n".join(out)

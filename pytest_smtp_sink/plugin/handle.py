@@ -8,25 +8,56 @@ from __future__ import annotations
 
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Callable
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import trio
 
 from ..core.config import SinkConfig, from_options
+from ..core.errors import ConfigError
+from ..core.options import LISTENER_NAMES
+from ..core.rules import Rule, parse_rule
 from ..dump.transaction import Transaction
 from ..server.certs import TestCertificates
 from ..server.server import LogFunc, SinkServer
 from .capture import Capture, Transcript
+
+T = TypeVar("T")
+
+
+class Control(Protocol):
+    """How a handle reaches its server's trio loop (the plugin's loop thread)."""
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    def stop_server(self, sink: SmtpSink) -> None: ...
+
+    def restart_server(self, sink: SmtpSink) -> None: ...
+
+
+class _SameLoop:
+    """``open_sink``: the caller runs in the server's own trio loop."""
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(*args)
+
+    def stop_server(self, sink: SmtpSink) -> None:
+        raise RuntimeError("stop() and start() are for the pytest fixtures' sinks")
+
+    restart_server = stop_server
+
+
+def _set_config(server: SinkServer, config: SinkConfig) -> None:
+    server.config = config
 
 
 class SmtpSink:
     """A running sink: where it listens, what it is configured to do, what it captured.
 
     ``certificates``: where the test CA comes from (made on first use), for ``ca_file``
-    and ``client_ssl_context()``.
+    and ``client_ssl_context()``; ``control``: how to reach the server's loop.
     """
 
     def __init__(
@@ -34,10 +65,61 @@ class SmtpSink:
         server: SinkServer,
         capture: Capture,
         certificates: Callable[[], TestCertificates] | None = None,
+        control: Control | None = None,
     ) -> None:
         self.server = server
         self.capture = capture
         self._certificates = certificates
+        self._control: Control = control or _SameLoop()
+        # the seed of random faults added mid-test (the fixture sets the test's seed)
+        self.seed: int | None = None
+
+    # -- changes mid-test (thread-safe: they run in the server's loop)
+    def configure(self, **options: Any) -> None:
+        """Apply marker-style ``options`` over the current configuration, from now on
+        (on open connections from their next transaction); the fixture undoes it."""
+        fixed = sorted(n for n in options if n in LISTENER_NAMES)
+        if fixed:
+            raise ConfigError(
+                f"{', '.join(fixed)} need a listener of their own: use the marker or"
+                " smtp_sink_factory",
+                option=fixed[0],
+            )
+        config = from_options(options, base=self.config)
+        if config.seed is None and self.seed is not None and "seed" not in options:
+            config = config.replace(seed=self.seed)
+        self._control.call(_set_config, self.server, config)
+
+    @contextmanager
+    def configured(self, **options: Any) -> Iterator[SmtpSink]:
+        """``with smtp_sink.configured(reject="RCPT"):`` the options for the block only."""
+        before = self.config
+        self.configure(**options)
+        try:
+            yield self
+        finally:
+            self._control.call(_set_config, self.server, before)
+
+    def rule(self, rule: Rule | str, *args: Any, **kw: Any) -> Rule:
+        """Add a failure rule from now on: ``smtp_sink.rule("RCPT bad@*: 550 5.1.1 No")``
+        or ``smtp_sink.rule("RCPT", "bad@*", reply="550 5.1.1 No", times=2)``."""
+        if isinstance(rule, Rule):
+            made = rule
+        elif ":" in rule and not args and not kw:
+            made = parse_rule(rule)
+        else:
+            made = Rule(rule, *args, **kw)
+        self.configure(rules=(*self.config.rules, made))
+        return made
+
+    def stop(self) -> None:
+        """Stop listening and close every connection (an outage); ``start()`` serves
+        again on the same address. A stopped sink is started again after the test."""
+        self._control.stop_server(self)
+
+    def start(self) -> None:
+        """Listen again on the address the sink had, after ``stop()``."""
+        self._control.restart_server(self)
 
     # -- TLS
     def _test_certificates(self) -> TestCertificates:

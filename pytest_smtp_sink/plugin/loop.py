@@ -153,11 +153,14 @@ class SinkThread:
         capture = Capture()
         attach_capture(server, capture)
         self.run(self._start, server)
-        return SmtpSink(server, capture, certificates)
+        return SmtpSink(server, capture, certificates, control=self)
 
     def restart_server(self, sink: SmtpSink) -> None:
-        """Serve ``sink`` again (after a crash) on the address it had, same capture."""
+        """Serve ``sink`` again (after a crash or a stop) on the address it had, same
+        capture; nothing when it serves."""
         server = sink.server
+        if server in self._running:
+            return
         old = server.addresses[0] if server.addresses else None
         if isinstance(old, tuple):
             host, port = old

@@ -130,7 +130,7 @@ class SinkServer:
         self.command_log = command_log
         self.counters_out = counters_out
         self.counters = Counters()
-        self.rng = rng or random.Random()
+        self.rng = rng or random.Random(config.seed)
         self.subscribers: list[TransactionHook] = []
         self.addresses: list[Address] = []
         self.served: collections.Counter[str] = collections.Counter()
@@ -166,6 +166,10 @@ class SinkServer:
         for session in self._sessions:
             session.proto.set_tables(self._tables, self._collect)
             session.config_changed()
+
+    def reset_rule_counters(self) -> None:
+        """Rules counted per sink start counting again (the plugin does it per test)."""
+        self._tables.counters.reset()
 
     def subscribe(self, hook: TransactionHook) -> None:
         """Call ``hook(tx)`` for every stored transaction, before the client's reply.

@@ -18,6 +18,7 @@ from ..core.events import (
     Close,
     CommandLogged,
     Delay,
+    FaultInjected,
     LogLine,
     MessageEnd,
     MessageReceived,
@@ -29,7 +30,8 @@ from ..core.events import (
 from ..core.protocol import SinkProtocol
 from .transport import Transport
 
-Recorder = Callable[[str, bytes], None]  # (direction "C" | "S", bytes): the transcript
+# (direction, bytes): the transcript; "C" client, "S" server, "!" a fault a rule injected
+Recorder = Callable[[str, bytes], None]
 
 # What a driver does next (``Session.next_step``).
 SEND = 0  # send ``outbox``, then ``sent(n)`` / ``lost()``
@@ -252,6 +254,7 @@ class Session:
         """Act on the protocol's events and move its replies to the outbox."""
         proto = self.proto
         host = self.host
+        notes: list[str] = []
         while True:
             stored: bool | None = None
             for event in proto.take_events():
@@ -270,6 +273,8 @@ class Session:
                         host.log("info", text)
                     case CommandLogged(text=text):
                         host.command_logged(text)
+                    case FaultInjected(description=description):
+                        notes.append(description)
                     case MessageReceived(envelope=envelope):
                         stored = host.store(envelope)
                     case Delay() | ReadDelay() | Abort() | StartTls():
@@ -284,6 +289,9 @@ class Session:
             if self.record is not None:
                 self.record("S", out)
             self.outbox = self.outbox + out if self.outbox else out
+        if notes and self.record is not None:  # the transcript says what was injected
+            for note in notes:
+                self.record("!", note.encode("utf-8", "surrogateescape"))
 
     def __repr__(self) -> str:
         return f"<Session {self.proto.client_addr} drivers={'+'.join(self.drivers) or '-'}>"
