@@ -708,10 +708,10 @@ def test_config_is_frozen() -> None:
 def test_every_field_has_an_option_row_and_every_row_a_field() -> None:
     import dataclasses
 
-    from pytest_smtp_sink.core.options import OPTIONS, PLUGIN_ONLY
+    from pytest_smtp_sink.core.options import OPTIONS, PLUGIN_NAMES
 
     fields = {f.name for f in dataclasses.fields(SinkConfig)}
-    rows = {o.name for o in OPTIONS if o.scope != PLUGIN_ONLY}
+    rows = {o.name for o in OPTIONS} - PLUGIN_NAMES
     # -w: the DATA entry of ``delays``; mail= and rcpt=: short forms of ``rules``
     assert rows - fields == {"data_delay", "mail", "rcpt"}
     assert fields <= rows

@@ -16,7 +16,7 @@ import pytest
 from support import HAVE_UNIX_SOCKETS, ipv6_loopback_available
 
 from pytest_smtp_sink import parse_dump
-from pytest_smtp_sink.plugin import safe_name
+from pytest_smtp_sink.plugin.dumps import safe_name
 
 pytest_plugins = ["pytester"]
 
@@ -263,7 +263,7 @@ def test_and_is_lifted_after_the_test(early_connection, smtp_sink):
 @pytest.mark.skipif(not UNIX, reason="no AF_UNIX")
 @pytest.mark.smtp_sink(listen="unix:" + SOCK, lmtp=True)
 def test_unix_listener(smtp_sink, smtp_sink_server):
-    assert smtp_sink.address == SOCK and smtp_sink.port is None
+    assert smtp_sink.address == SOCK and smtp_sink.path == SOCK
     with smtplib.LMTP(SOCK, timeout=10) as lmtp:
         lmtp.sendmail("a@example.com", ["b@example.com"], b"Subject: u\\r\\n\\r\\nx\\r\\n")
     [tx] = smtp_sink.transactions
@@ -434,8 +434,7 @@ def test_dumps_reports_and_errors(pytester: pytest.Pytester) -> None:
             "*ERROR at setup of test_bad_marker_value*",
             "@pytest.mark.smtp_sink: bad value for reject: reject must be a command list, not 42",
             "*ERROR at setup of test_misspelt_marker*",
-            "@pytest.mark.smtp_sink: bad value for rejct: unknown smtp_sink option: rejct"
-            " (did you mean reject*",
+            "@pytest.mark.smtp_sink: unknown option rejct (did you mean reject*",
             "*ERROR at setup of test_bad_family*",
             "@pytest.mark.smtp_sink: bad value for family: *inet7*",
             "*ERROR at setup of test_cannot_listen*",
@@ -445,15 +444,15 @@ def test_dumps_reports_and_errors(pytester: pytest.Pytester) -> None:
     setup_errors = out[out.index("ERROR at setup of test_bad_marker_value") :]
     setup_errors = setup_errors[: setup_errors.index("ERROR at teardown")]
     # Log records of --smtp-sink-verbose (e.g. a late "disconnect" of an earlier test's
-    # connection, "INFO pytest_smtp_sink:plugin.py:139 disconnect") name plugin.py too;
-    # they are not traceback frames.
+    # connection, "INFO pytest_smtp_sink:__init__.py:139 disconnect") name the plugin's
+    # module too; they are not traceback frames.
     setup_errors = "\n".join(
         line
         for line in setup_errors.splitlines()
         if not re.match(r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) +\S+:\S+\.py:\d+ ", line)
     )
     assert "Traceback" not in setup_errors and "config.py" not in setup_errors
-    assert "plugin.py" not in setup_errors
+    assert "__init__.py" not in setup_errors and "settings.py" not in setup_errors
 
     # a crash inside the server: an error of the test it happened in, then served again
     result.stdout.fnmatch_lines(

@@ -25,6 +25,7 @@ from pytest_smtp_sink.core.events import (
     Event,
     FaultInjected,
     LogLine,
+    MessageAnswered,
     MessageEnd,
     MessageReceived,
     QuitReceived,
@@ -820,12 +821,13 @@ def test_dot_rejection_comes_after_the_message(opts: list[str], reply: bytes) ->
     assert ev.envelope.timestamp == T_DUMP
     s.p.message_stored(True)
     out = s.pump()
+    answered = MessageAnswered((reply.decode().strip(),) if reply else ())
     if opts[0] in ("-f", "-r"):
         assert out == reply + OK
-        assert s.take() == [MessageEnd()]
+        assert s.take() == [MessageEnd(), answered]
     else:
         assert out == reply
-        assert s.take() == [MessageEnd(), Close(None)]
+        assert s.take() == [MessageEnd(), answered, Close(None)]
 
 
 def test_s_dot_logs_end_of_data() -> None:
@@ -965,7 +967,9 @@ def test_input_while_paused_waits() -> None:
     s.auto = True
     s.p.delay_elapsed()
     assert s.pump() == RCPT_OK + DATA_OK + OK
-    assert [type(e) for e in s.take()] == [Delay, MessageReceived, MessageEnd, Close]
+    assert [type(e) for e in s.take()] == [
+        Delay, MessageReceived, MessageEnd, MessageAnswered, Close
+    ]  # fmt: skip
 
 
 def test_delayed_reply_worked_out_at_send_time() -> None:

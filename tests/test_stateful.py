@@ -23,7 +23,14 @@ from hypothesis.stateful import (
 )
 
 from pytest_smtp_sink.core.config import SinkConfig
-from pytest_smtp_sink.core.events import Close, Event, MessageEnd, MessageReceived, QuitReceived
+from pytest_smtp_sink.core.events import (
+    Close,
+    Event,
+    MessageAnswered,
+    MessageEnd,
+    MessageReceived,
+    QuitReceived,
+)
 from pytest_smtp_sink.core.protocol import SinkProtocol
 from pytest_smtp_sink.dump.transaction import Transaction
 
@@ -388,7 +395,7 @@ class SinkMachine(RuleBasedStateMachine):
         assert self.proto.take_output() == expected
         kinds = [type(e) for e in events]
         if self.collect:
-            assert kinds == [MessageReceived, MessageEnd], kinds
+            assert kinds == [MessageReceived, MessageEnd, MessageAnswered], kinds
             ev = events[0]
             assert isinstance(ev, MessageReceived)
             tx = Transaction.from_envelope(ev.envelope)

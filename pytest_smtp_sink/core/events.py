@@ -56,6 +56,14 @@ class MessageReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageAnswered:
+    """The end of data of a stored message got its reply (one per recipient in LMTP; none
+    when the connection was dropped instead). Comes before that reply is sent."""
+
+    replies: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MessageEnd:
     """End of data was seen (counters, -M)."""
 
@@ -97,8 +105,8 @@ class CommandLogged:
 
 
 Event = (
-    Delay | ReadDelay | Abort | StartTls | MessageReceived | MessageEnd | QuitReceived | Close
-    | LogLine | CommandLogged | FaultInjected
+    Delay | ReadDelay | Abort | StartTls | MessageReceived | MessageAnswered | MessageEnd
+    | QuitReceived | Close | LogLine | CommandLogged | FaultInjected
 )  # fmt: skip
 Pause = Delay | ReadDelay | Abort | StartTls | MessageReceived
 

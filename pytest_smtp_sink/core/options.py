@@ -37,7 +37,8 @@ from .values import (
 BEHAVIOUR = "behaviour"  # marker, ini, factory, open_sink and the command line
 LISTENER = "listener"  # also; in pytest it needs a listener of its own
 CLI_ONLY = "cli"  # only the command line: it stops or re-owns the process
-PLUGIN_ONLY = "plugin"  # only pytest (no SinkConfig field)
+PLUGIN_ONLY = "plugin"  # only a pytest marker or factory (no SinkConfig field)
+PYTEST = "pytest"  # only pytest, marker and ini (no SinkConfig field): the plugin's own
 
 # How a command-line value is applied.
 SET = "set"  # the last one wins
@@ -141,6 +142,17 @@ def _family(name: str, value: object) -> str:
 def _reply(first: str, kind: str) -> Convert:
     def convert(name: str, value: object) -> str:
         return encodable(name, check_reply(str_value(name, value), first, kind, name))
+
+    return convert
+
+
+def _choice(*choices: str) -> Convert:
+    def convert(name: str, value: object) -> str:
+        text = str_value(name, value).strip().lower()
+        if text not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}",
+                              option=name)  # fmt: skip
+        return text
 
     return convert
 
@@ -415,6 +427,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("listen", None, 'listen="unix:/path"',
            "(pytest only) a dedicated listener at this address for the test",
            scope=PLUGIN_ONLY),
+    Option("strict", None, "strict=True",
+           "(pytest only) fail the test on mail from a connection opened before it and on the"
+           " client's protocol errors (``5.5.x`` replies)", bool_value, scope=PYTEST),
+    Option("report", None, 'report="envelope"',
+           "(pytest only) a failed test's Captured SMTP conversation: ``full`` (the default),"
+           " ``envelope`` (no message data) or ``off``", _choice("full", "envelope", "off"),
+           scope=PYTEST),
+    Option("report_data_lines", None, "report_data_lines=n",
+           "(pytest only) at most *n* lines of each message's data in that report (default"
+           " 20)", _count("report_data_lines"), scope=PYTEST),
 )
 # fmt: on
 
@@ -451,6 +473,8 @@ NEEDS_TASK_NAMES = frozenset(o.name for o in OPTIONS if o.needs_task)
 PYTEST_NAMES: tuple[str, ...] = tuple(
     sorted({o.name for o in OPTIONS if o.scope not in (CLI_ONLY, PLUGIN_ONLY)})
 )
+# The plugin's own options (no SinkConfig field).
+PLUGIN_NAMES = frozenset(o.name for o in OPTIONS if o.scope in (PLUGIN_ONLY, PYTEST))
 
 
 def readme_table() -> str:
@@ -468,10 +492,30 @@ def readme_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+# How an option is written in an ini file, where it is not obvious from the table.
+_INI_FORMATS = {
+    "family": "inet, inet4 or inet6",
+    "delays": "cmd:seconds[:odds] ..., e.g. RCPT:1.5 .:1:50",
+    "rules": "one rule per line, e.g. RCPT bad@*: 550 5.1.1 No such user",
+    "users": "name:password ..., e.g. alice:secret bob:hunter2",
+    "auth_mechanisms": "a list, e.g. PLAIN LOGIN CRAM-MD5",
+    "mail": "(marker only)",
+    "rcpt": "(marker only)",
+}
+
+
 def ini_help(option: Option) -> str:
-    """The ``pytest --help`` text of ``smtp_sink_<name>``."""
+    """The ``pytest --help`` text of ``smtp_sink_<name>``: meaning, flag, ini format."""
     flag = f" (smtp-sink -{option.flag})" if option.flag else ""
     if option.long:
         flag = f" (smtp-sink --{option.long})"
     text = re.sub(r"``|\*", "", option.meaning)
-    return f"{text}{flag}; marker form: {option.spelling.replace('``', '')}"
+    if option.name in _INI_FORMATS:
+        form = _INI_FORMATS[option.name]
+    elif option.merge == UNION:
+        form = "a command list, e.g. RCPT,DATA"
+    elif option.convert is bool_value:
+        form = "true or false"
+    else:
+        form = option.metavar or option.spelling.replace("``", "")
+    return f"{text}{flag}. ini: {form}"

@@ -32,6 +32,7 @@ from .events import (
     Event,
     FaultInjected,
     LogLine,
+    MessageAnswered,
     MessageReceived,
     Pause,
     ReadDelay,
@@ -151,6 +152,7 @@ class SinkProtocol:
         self._raw: list[bytes] = []  # BDAT: the message octets as received
         self._rcpt_addrs: list[str] = []  # for rules on "." (the recipients)
         self._rule_counts: dict[Rule, int] = {}  # rules counted per connection
+        self._answer_mark: int | None = None  # where the stored message's reply begins
         self._chunks: list[bytes] = []
         self._tail = b"\r\n"
         # end-of-data bookkeeping for the '.' reply
@@ -284,7 +286,9 @@ class SinkProtocol:
         self._pending = None
 
     def _transaction_over(self) -> None:
-        """A configuration that came during the transaction applies from now on."""
+        """The end of data is answered: say how; a configuration that came during the
+        transaction applies from now on."""
+        self._answered()
         self._eod = False
         if self._pending is not None and not self.in_mail:
             self._adopt(*self._pending)
@@ -860,6 +864,8 @@ class SinkProtocol:
         self._events.append(MESSAGE_END)
         if self.config.verbose:
             self._events.append(LogLine("."))
+        if self.last_envelope is not None:
+            self._answer_mark = len(self.output)
         if "." in self.tables.special or not ok:
             self._dispatch(".", ".", b"")
         else:
@@ -1000,9 +1006,17 @@ class SinkProtocol:
 
     # ---------------------------------------------------------------------- close
 
+    def _answered(self) -> None:
+        mark = self._answer_mark
+        if mark is not None:
+            self._answer_mark = None
+            text = bytes(self.output[mark:]).decode("latin-1")
+            self._events.append(MessageAnswered(tuple(text.split("\r\n")[:-1])))
+
     def _close(self, warning: str | None) -> None:
         if self._phase == _CLOSED:
             return
+        self._answered()  # dropped (-q .) or 421 (-Q .) instead of a normal reply
         self._reset()
         self._phase = _CLOSED
         self._pause = None

@@ -47,20 +47,6 @@ R_BINARYMIME_NEEDS_BDAT = b"503 5.5.1 Error: BODY=BINARYMIME requires BDAT\r\n"
 R_SMTPUTF8_UNSUPPORTED = b"555 5.5.4 Unsupported option: SMTPUTF8\r\n"
 
 
-def dot_reply_text(config: SinkConfig) -> str | None:
-    """The reply a client gets to the end of data under ``config`` (once per recipient in
-    LMTP), when the message was kept; None: the connection is dropped without one."""
-    if "." in config.disconnect:
-        return None
-    if "." in config.disconnect_421:
-        return "421 4.0.0 Server closing connection"
-    if "." in config.reject:
-        return config.hard_bounce_reply
-    if "." in config.soft_reject:
-        return config.soft_bounce_reply
-    return "250 2.2.0 Ok" if config.lmtp else "250 2.0.0 Ok"
-
-
 def bdat_ok(octets: int) -> bytes:
     """The reply to a BDAT chunk that is not the last one."""
     return b"250 2.0.0 Ok: %d octets\r\n" % octets

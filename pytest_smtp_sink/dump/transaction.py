@@ -66,12 +66,16 @@ class Transaction:
     received: str  # the Received: header value (three lines joined with "\n\t")
     data: bytes  # the message as dumped (LF line ends, final empty line included)
     start_string: str = ""  # the -S text that preceded the dump, if any
-    reply: str | None = field(default=None, compare=False)  # live capture: reply to "."
+    # live capture: the reply the client got to the end of data (the first one in LMTP; None:
+    # dropped without one) and all of them (one per recipient in LMTP)
+    reply: str | None = field(default=None, compare=False)
     smtputf8: bool = False  # MAIL ... SMTPUTF8: texts are UTF-8 in the dump (X-SMTPUTF8)
     auth_user: str | None = None  # the user of a successful AUTH (X-Auth-User)
     tls: str | None = None  # "TLSv1.3 TLS_AES_256_GCM_SHA384" (X-TLS)
     # BDAT: the message octets as received (the dump form drops CRs; this keeps them)
     raw: bytes | None = field(default=None, compare=False, repr=False)
+    replies: tuple[str, ...] = field(default=(), compare=False)
+    session: int = field(default=0, compare=False)  # live capture: the connection's number
 
     @classmethod
     def from_envelope(cls, envelope: Envelope) -> Transaction:
@@ -89,6 +93,11 @@ class Transaction:
         )  # fmt: skip
 
     # ------------------------------------------------------------- derived values
+
+    @property
+    def accepted(self) -> bool:
+        """The client was told the message was accepted (for some recipient in LMTP)."""
+        return any(r.startswith("2") for r in self.replies)
 
     @property
     def mail_from(self) -> str:

@@ -8,43 +8,47 @@ defaults for the duration of the test and hands out what the test's clients sent
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import os
-import random
-import re
 import ssl
 from collections.abc import Callable, Generator, Iterator
-from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
-from ..core.config import SinkConfig, from_options
+from ..core.config import SinkConfig
 from ..core.errors import ConfigError
-from ..core.options import CLI_ONLY_NAMES, LISTENER_NAMES, OPTIONS, PYTEST_NAMES, ini_help
-from ..dump.writer import CREATE_NEW, FILE_MODE
+from ..core.options import OPTIONS, PYTEST_NAMES, ini_help
 from ..server.certs import TestCertificates
-from ..server.listeners import Endpoint, ListenError
+from .dumps import fresh_folder, write_dumps
 from .handle import SmtpSink
 from .loop import SinkError, SinkThread
+from .report import conversation, nobody_came, strict_problems
+from .settings import (
+    Asked,
+    TestSettings,
+    UnknownOption,
+    build,
+    check_ini,
+    ini_asked,
+    ini_listen,
+    is_random,
+    marker_options,
+    seed_of_test,
+    session_seed,
+)
 
 LOG = logging.getLogger("pytest_smtp_sink")
 COMMAND_LOG = logging.getLogger("pytest_smtp_sink.commands")
 
-
-# Captured messages live in memory: a runaway client should fail its test, not the machine.
-DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
-# In pytest the defaults model a modern MTA (DESIGN §7); TLS only when a test asks for it.
-PYTEST_DEFAULTS: dict[str, Any] = {
-    "max_message_size": DEFAULT_MAX_MESSAGE_SIZE,  # and SIZE announced
-    "smtputf8": True,
-    "chunking": True,
-    "auth_mechanisms": ("PLAIN", "LOGIN", "CRAM-MD5"),
-}
-
-_HANDLE_KEY = pytest.StashKey[list[SmtpSink]]()
+_HANDLE_KEY = pytest.StashKey[list[SmtpSink]]()  # the sinks a test used
+_NAMES_KEY = pytest.StashKey[dict[int, str]]()  # id(sink) -> its dump folder's name
+_SETTINGS_KEY = pytest.StashKey[TestSettings]()
+_FAILED_KEY = pytest.StashKey[bool]()  # the test's call failed
 _LOG_LEVEL_KEY = pytest.StashKey[int]()
+
+
+class SmtpSinkWarning(pytest.PytestWarning):
+    """A marker or option of pytest-smtp-sink that has no effect."""
 
 
 # ------------------------------------------------------------------- registration
@@ -56,8 +60,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--smtp-sink-dump",
         metavar="DIR",
         default=None,
-        help="write every captured transaction in the smtp-sink dump format, "
-        "one folder per test under DIR",
+        help="write every test's transactions in the smtp-sink dump format, one folder per "
+        "test under DIR (replaced by each run), files in the order the mail came",
+    )
+    group.addoption(
+        "--smtp-sink-dump-failed",
+        action="store_true",
+        default=False,
+        help="with --smtp-sink-dump: keep the dumps of failed tests only",
     )
     group.addoption(
         "--smtp-sink-seed",
@@ -76,8 +86,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "smtp_sink_listen",
-        "address of the session sink: host:port, [::1]:port or unix:/path "
-        "(default 127.0.0.1:0, an ephemeral port)",
+        "address of the session sink: host:port, [::1]:port or unix:/path (default "
+        "127.0.0.1:0, an ephemeral port); per xdist worker: {worker} is its number, a port "
+        "N+ is N plus that number",
         default="127.0.0.1:0",
     )
     helps = {o.name: ini_help(o) for o in reversed(OPTIONS)}  # -4 before -6
@@ -91,52 +102,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "smtp_sink(**options): smtp-sink behaviour for this test, e.g. reject='RCPT', "
         "lmtp=True, delays={'DATA': 0.2}; names mirror the smtp-sink flags (see README)",
     )
-    # Bad ini values are a usage error of the whole run, named by option.
-    try:
-        _ini_config(config)
-    except ConfigError as exc:
-        raise pytest.UsageError(f"smtp_sink ini option: {exc}") from None
-    listen = _ini_listen(config)
-    try:
-        Endpoint.parse(listen)
-    except ListenError as exc:
-        raise pytest.UsageError(f"smtp_sink ini option: smtp_sink_listen: {exc}") from None
+    check_ini(config)
     if config.getoption("smtp_sink_verbose", False) and LOG.getEffectiveLevel() > logging.INFO:
         # Without this the INFO lines die at the root logger's WARNING level.
         config.stash[_LOG_LEVEL_KEY] = LOG.level
         LOG.setLevel(logging.INFO)
-
-
-_SEED_KEY = pytest.StashKey[int]()
-
-
-def session_seed(config: pytest.Config) -> int:
-    """The run's seed: --smtp-sink-seed, else pytest-randomly's, else a new one."""
-    seed = config.stash.get(_SEED_KEY, None)
-    if seed is None:
-        chosen = config.getoption("smtp_sink_seed", None)
-        if chosen is None:
-            randomly = getattr(config.option, "randomly_seed", None)
-            chosen = randomly if isinstance(randomly, int) else random.randrange(1, 2**31)
-        seed = config.stash[_SEED_KEY] = int(chosen)
-    return seed
-
-
-def pytest_report_header(config: pytest.Config) -> str:
-    seed = session_seed(config)
-    return f"smtp-sink: seed {seed} (--smtp-sink-seed={seed} gives the same faults again)"
-
-
-def seed_of_test(config: pytest.Config, nodeid: str) -> int:
-    """One test's seed, from the run's and the test's id: a test gets the same faults
-    whichever tests run before it."""
-    digest = hashlib.sha256(f"{session_seed(config)}:{nodeid}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") | 1
-
-
-def is_random(cfg: SinkConfig) -> bool:
-    """The configuration draws random numbers for faults (rule odds, -W dice)."""
-    return any(r.odds is not None for r in cfg.rules) or any(o for _, o in cfg.delays.values())
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -145,40 +115,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         LOG.setLevel(level)
 
 
-def _ini_listen(config: pytest.Config) -> str:
-    return str(config.getini("smtp_sink_listen") or "127.0.0.1:0").strip()
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = session_seed(config)
+    return f"smtp-sink: seed {seed} (--smtp-sink-seed={seed} gives the same faults again)"
 
 
-def _ini_options(config: pytest.Config) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in PYTEST_NAMES:
-        value = config.getini(f"smtp_sink_{name}")
-        if isinstance(value, str) and value.strip() != "":
-            out[name] = value.strip()
-    return out
-
-
-_BASE_KEY = pytest.StashKey[SinkConfig]()
-
-
-def _ini_config(config: pytest.Config) -> SinkConfig:
-    """The ini defaults (and --smtp-sink-verbose) as a config, computed once per run."""
-    cached = config.stash.get(_BASE_KEY, None)
-    if cached is not None:
-        return cached
-    options = {**PYTEST_DEFAULTS, **_ini_options(config)}
-    if config.getoption("smtp_sink_verbose", False):
-        options.setdefault("verbose", True)
-    try:
-        base = from_options(options)
-    except ConfigError as exc:
-        name = exc.option or "?"
-        raise ConfigError(f"smtp_sink_{name}: {exc}", option=exc.option) from None
-    config.stash[_BASE_KEY] = base
-    return base
-
-
-# ------------------------------------------------------------------------ logging
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("smtp_sink") is None:
+            continue
+        if "smtp_sink" not in getattr(item, "fixturenames", ()):
+            item.warn(
+                SmtpSinkWarning(
+                    "@pytest.mark.smtp_sink has no effect on a test that does not use the"
+                    " smtp_sink fixture (smtp_sink_factory takes its options as arguments)"
+                )
+            )
 
 
 def _log(level: str, text: str) -> None:
@@ -249,10 +201,12 @@ def smtp_sink_server(
     pytestconfig: pytest.Config,
     _smtp_sink_lazy_certificates: _LazyCertificates,
 ) -> SmtpSink:
-    """The session's sink server, listening on ini ``smtp_sink_listen``."""
-    base = _ini_config(pytestconfig)
+    """The session's sink server, listening on ini ``smtp_sink_listen``. Session- and
+    module-scoped fixtures take its address (``host``, ``port``); tests assert on it
+    through ``smtp_sink``, which is this sink whenever no dedicated listener is asked for."""
+    base = ini_asked(pytestconfig).config
     return _start(
-        smtp_sink_thread, base, _ini_listen(pytestconfig), "smtp_sink_listen",
+        smtp_sink_thread, base, ini_listen(pytestconfig), "smtp_sink_listen",
         _tls_context(request, base), _smtp_sink_lazy_certificates,
     )  # fmt: skip
 
@@ -291,47 +245,23 @@ def _check(thread: SinkThread) -> None:
     pytest.fail(message, pytrace=False)
 
 
-def _marker_options(item: pytest.Item) -> dict[str, Any]:
-    """Marker kwargs, farthest (module) first so that the closest (function) wins."""
-    options: dict[str, Any] = {}
-    for mark in reversed(list(item.iter_markers("smtp_sink"))):
-        if mark.args:
-            raise ConfigError(
-                f"smtp_sink marker takes keyword arguments only, got {mark.args!r}",
-                option="smtp_sink",
-            )
-        options.update(mark.kwargs)
-    return options
+def _fail_config(where: str, exc: ConfigError) -> NoReturn:
+    if isinstance(exc, UnknownOption):
+        pytest.fail(f"{where}: {exc}", pytrace=False)
+    pytest.fail(f"{where}: bad value for {exc.option or '?'}: {exc}", pytrace=False)
 
 
-def _build_config(
-    base: SinkConfig, options: dict[str, Any]
-) -> tuple[SinkConfig, str | None, bool]:
-    """(config, listen address or None, needs a dedicated listener)."""
-    options = dict(options)
-    listen = options.pop("listen", None)
-    for name in options:
-        if name in CLI_ONLY_NAMES:
-            raise ConfigError(
-                f"{name} is a command-line option of smtp-sink; it cannot be used in a test",
-                option=name,
-            )
-    if listen is not None:
-        if not isinstance(listen, str):
-            raise ConfigError(f"listen must be an address string, not {listen!r}", option="listen")
-        try:
-            Endpoint.parse(listen)
-        except ListenError as exc:
-            raise ConfigError(str(exc), option="listen") from None
-    # No options: the very same object, so that the fixture can skip the config swap.
-    cfg = from_options(options, base=base) if options else base
-    dedicated = listen is not None or any(n in LISTENER_NAMES for n in options)
-    return cfg, listen, dedicated
-
-
-def _fail_config(exc: ConfigError) -> NoReturn:
-    name = exc.option or "?"
-    pytest.fail(f"@pytest.mark.smtp_sink: bad value for {name}: {exc}", pytrace=False)
+def _asked(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Asked:
+    """The test's marker over the ini defaults; a bad marker fails it with one message."""
+    base = ini_asked(pytestconfig)
+    error: ConfigError | None = None
+    try:
+        asked = build(base.config, base.settings, marker_options(request.node))
+    except ConfigError as exc:
+        error = exc
+    if error is not None:  # outside the except block: the message is shown once
+        _fail_config("@pytest.mark.smtp_sink", error)
+    return asked
 
 
 @pytest.fixture
@@ -343,22 +273,18 @@ def smtp_sink(
     _smtp_sink_lazy_certificates: _LazyCertificates,
 ) -> Iterator[SmtpSink]:
     """The sink for this test, configured by its ``smtp_sink`` marker; capture cleared."""
-    base = _ini_config(pytestconfig)
-    error: ConfigError | None = None
-    try:
-        cfg, listen, dedicated = _build_config(base, _marker_options(request.node))
-    except ConfigError as exc:
-        error = exc
-    if error is not None:  # outside the except block: the message is shown once
-        _fail_config(error)
+    asked = _asked(request, pytestconfig)
+    base = ini_asked(pytestconfig).config
+    cfg = asked.config
     seed = seed_of_test(pytestconfig, request.node.nodeid)
     if cfg.seed is None and is_random(cfg):
         cfg = cfg.replace(seed=seed)
+    request.node.stash[_SETTINGS_KEY] = asked.settings
     _check(smtp_sink_thread)
     ssl_context = _tls_context(request, cfg)
-    if dedicated:
+    if asked.dedicated:
         sink = _start(
-            smtp_sink_thread, cfg, listen, "@pytest.mark.smtp_sink", ssl_context,
+            smtp_sink_thread, cfg, asked.listen, "@pytest.mark.smtp_sink", ssl_context,
             _smtp_sink_lazy_certificates,
         )  # fmt: skip
         sink.seed = seed
@@ -409,28 +335,36 @@ def smtp_sink_factory(
 ) -> Iterator[Callable[..., SmtpSink]]:
     """Start extra sinks for this test: ``backup = smtp_sink_factory(reject="RCPT")``.
 
-    Options are the marker's (plus ``listen``); each sink gets its own port and capture and
-    is stopped at the end of the test. A bad option raises ConfigError (a ValueError).
+    Options are the marker's (plus ``listen``); ``name`` names the sink in dumps. Each sink
+    gets its own port and capture and is stopped at the end of the test. A bad option
+    raises ConfigError (a ValueError).
     """
     started: list[SmtpSink] = []
-    base = _ini_config(pytestconfig)
+    base = ini_asked(pytestconfig)
 
-    def factory(**options: Any) -> SmtpSink:
+    def factory(name: str | None = None, **options: Any) -> SmtpSink:
+        __tracebackhide__ = True
         try:
-            cfg, listen, _ = _build_config(base, options)
+            asked = build(base.config, base.settings, options)
+        except UnknownOption as exc:
+            raise UnknownOption(f"smtp_sink_factory: {exc}", option=exc.option) from None
         except ConfigError as exc:
             raise ConfigError(
                 f"smtp_sink_factory: bad value for {exc.option}: {exc}", option=exc.option
             ) from None
-        if listen is None:
-            listen = "[::1]:0" if cfg.family == "inet6" else "127.0.0.1:0"
+        cfg = asked.config
+        seed = seed_of_test(pytestconfig, f"{request.node.nodeid}:{len(started)}")
+        if cfg.seed is None and is_random(cfg):
+            cfg = cfg.replace(seed=seed)
+        listen = asked.listen or ("[::1]:0" if cfg.family == "inet6" else "127.0.0.1:0")
         sink = smtp_sink_thread.start_server(
             cfg, listen, ssl_context=_tls_context(request, cfg),
             certificates=_smtp_sink_lazy_certificates,
         )  # fmt: skip
         sink.server.command_log = COMMAND_LOG.info
+        sink.seed = seed
         started.append(sink)
-        _register(request, sink)
+        _register(request, sink, name or f"sink{len(started) - 1}")
         return sink
 
     try:
@@ -438,62 +372,52 @@ def smtp_sink_factory(
     finally:
         for sink in started:
             smtp_sink_thread.stop_server(sink)
-        _after_test(request, started, smtp_sink_thread, dump_suffix=True)
+        _after_test(request, started, smtp_sink_thread)
 
 
-def _register(request: pytest.FixtureRequest, sink: SmtpSink) -> None:
+def _register(request: pytest.FixtureRequest, sink: SmtpSink, name: str | None = None) -> None:
     node = request.node
     node.stash.setdefault(_HANDLE_KEY, []).append(sink)
+    if name is not None:
+        node.stash.setdefault(_NAMES_KEY, {})[id(sink)] = name
 
 
 # ---------------------------------------------------------------- after each test
 
 
-def _after_test(
-    request: pytest.FixtureRequest,
-    sinks: list[SmtpSink],
-    thread: SinkThread,
-    dump_suffix: bool = False,
-) -> None:
-    dump_dir = request.config.getoption("smtp_sink_dump")
-    if dump_dir:
-        handles = request.node.stash.get(_HANDLE_KEY, [])
-        for sink in sinks:
-            index = handles.index(sink) if sink in handles else 0
-            folder = Path(dump_dir) / safe_name(request.node.nodeid)
-            if dump_suffix or index:
-                folder = folder / f"sink{index}"
-            write_dumps(folder, sink)
+def _after_test(request: pytest.FixtureRequest, sinks: list[SmtpSink], thread: SinkThread) -> None:
+    node = request.node
+    problems: list[str] = []
+    settings = node.stash.get(_SETTINGS_KEY, TestSettings())
+    for sink in sinks:
+        problems += sink.check_expectations()
+        if settings.strict:
+            problems += strict_problems(sink)
+    _write_dumps(request, sinks)
     _check(thread)
+    if problems:
+        pytest.fail("smtp_sink: " + "\nsmtp_sink: ".join(problems), pytrace=False)
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(nodeid: str) -> str:
-    """A folder name for a node id.
-
-    ``tests/test_x.py::test_y[a-b]`` → ``tests_test_x.py_test_y_a-b``.
-    """
-    name = _UNSAFE.sub("_", nodeid).strip("._") or "test"
-    return name[:200]
-
-
-def write_dumps(folder: Path, sink: SmtpSink) -> None:
-    """Each captured transaction as a -d style file named by its queue id."""
-    txs = sink.transactions
-    if not txs:
+def _write_dumps(request: pytest.FixtureRequest, sinks: list[SmtpSink]) -> None:
+    root = request.config.getoption("smtp_sink_dump")
+    if not root:
         return
-    folder.mkdir(parents=True, exist_ok=True)
-    for tx in txs:
-        path = folder / tx.queue_id
-        n = 1
-        while path.exists():
-            path = folder / f"{tx.queue_id}.{n}"
-            n += 1
-        fd = os.open(path, CREATE_NEW, FILE_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(tx.render())
+    node = request.node
+    if request.config.getoption("smtp_sink_dump_failed") and not node.stash.get(
+        _FAILED_KEY, False
+    ):
+        return
+    folder = node.stash.get(_DUMP_KEY, None)
+    if folder is None:
+        folder = node.stash[_DUMP_KEY] = fresh_folder(root, node.nodeid)
+    names = node.stash.get(_NAMES_KEY, {})
+    for sink in sinks:
+        name = names.get(id(sink))
+        write_dumps(folder / name if name else folder, sink.capture.everything)
+
+
+_DUMP_KEY = pytest.StashKey[Any]()
 
 
 # ------------------------------------------------------------------ report section
@@ -505,9 +429,16 @@ def pytest_runtest_makereport(
 ) -> Generator[None, Any, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    if report.when != "call" or not report.failed:
+    if report.when != "call":
         return
-    handles = item.stash.get(_HANDLE_KEY, [])
-    texts = [h.transcript for h in handles if h.sessions]
-    if texts:
-        report.sections.append(("Captured SMTP conversation", "\n".join(texts)))
+    item.stash[_FAILED_KEY] = report.failed
+    if not report.failed:
+        return
+    sinks = item.stash.get(_HANDLE_KEY, [])
+    settings = item.stash.get(_SETTINGS_KEY, TestSettings())
+    text = conversation(sinks, settings)
+    if text:
+        report.sections.append(("Captured SMTP conversation", text))
+    hint = nobody_came(sinks)
+    if hint:
+        report.sections.append(("smtp-sink", hint))

@@ -6,6 +6,7 @@ nursery; the pytest fixtures hand out the same SmtpSink for servers in the plugi
 
 from __future__ import annotations
 
+import re
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,7 +23,7 @@ from ..core.rules import Rule, parse_rule
 from ..dump.transaction import Transaction
 from ..server.certs import TestCertificates
 from ..server.server import LogFunc, SinkServer
-from .capture import Capture, Transcript
+from .capture import ANY, Capture, Criteria, Transcript, summary
 
 T = TypeVar("T")
 
@@ -73,6 +74,7 @@ class SmtpSink:
         self._control: Control = control or _SameLoop()
         # the seed of random faults added mid-test (the fixture sets the test's seed)
         self.seed: int | None = None
+        self.expectations: list[tuple[int, Criteria, float]] = []  # see expect()
 
     # -- changes mid-test (thread-safe: they run in the server's loop)
     def configure(self, **options: Any) -> None:
@@ -146,31 +148,57 @@ class SmtpSink:
 
     @property
     def addresses(self) -> list[tuple[str, int] | str]:
+        """Every listener: IPv4 and IPv6 share one port when both are served."""
         return list(self.server.addresses)
 
     @property
     def host(self) -> str:
+        """The host to connect to (a unix sink: its socket path)."""
         addr = self.address
         return addr if isinstance(addr, str) else addr[0]
 
     @property
-    def port(self) -> int | None:
+    def port(self) -> int:
+        """The TCP port to connect to (a unix-socket sink has none: see ``path``)."""
         addr = self.address
-        return None if isinstance(addr, str) else addr[1]
+        if isinstance(addr, str):
+            raise AttributeError(f"a unix-socket sink has no port; its path is {addr!r}")
+        return addr[1]
+
+    @property
+    def path(self) -> str | None:
+        """The unix socket path, or None for a TCP sink."""
+        addr = self.address
+        return addr if isinstance(addr, str) else None
+
+    @property
+    def name(self) -> str:
+        """How reports name the sink: its hostname and address."""
+        addr = self.address
+        where = addr if isinstance(addr, str) else f"{addr[0]}:{addr[1]}"
+        return f"{self.config.hostname} at {where}"
 
     # -- how
     @property
     def config(self) -> SinkConfig:
+        """The configuration it serves with now (ini, marker, changes mid-test)."""
         return self.server.config
 
     # -- what
     @property
     def transactions(self) -> list[Transaction]:
-        """Completed transactions, in the order their end of data was seen."""
+        """The mail the client was told was accepted, in the order its end of data came."""
         return self.capture.transactions
 
     @property
+    def refused(self) -> list[Transaction]:
+        """Mail whose end of data was refused (``tx.reply``) or cut off (``tx.reply`` is
+        None): the client was not told it was accepted."""
+        return self.capture.refused
+
+    @property
     def messages(self) -> list[EmailMessage]:
+        """The accepted messages, parsed (``email.policy.default``)."""
         return [tx.message for tx in self.capture.transactions]
 
     @property
@@ -180,27 +208,126 @@ class SmtpSink:
 
     @property
     def transcript(self) -> str:
-        return "\n".join(t.text() for t in self.capture.transcripts)
+        """Every conversation of the test, as text."""
+        return self.transcript_text()
+
+    def transcript_text(self, mode: str = "full", data_lines: int = 20) -> str:
+        """The conversations, headed by the sink's name and a session number per test;
+        ``mode`` ``envelope`` leaves the message data out."""
+        return "\n".join(
+            t.text(f"--- smtp-sink {self.name}: session {n} from {t.client}", mode, data_lines)
+            for n, t in enumerate(self.capture.transcripts, 1)
+        )
 
     def clear(self) -> None:
-        self.capture.clear()
+        """Forget what was captured."""
+        self.capture.clear(self.server.sessions_opened)
 
+    # -- waiting
     def wait(self, count: int = 1, timeout: float = 5.0) -> list[Transaction]:
-        """Block until ``count`` transactions are captured (for clients in other threads)."""
+        """Block until ``count`` transactions were accepted (clients in other threads)."""
         return self.capture.wait(count, timeout)
 
     async def wait_async(self, count: int = 1, timeout: float = 5.0) -> list[Transaction]:
         """Like ``wait`` without blocking the event loop (trio or asyncio)."""
+        return await self._wait_async(count, timeout, ANY, 0)
+
+    def wait_for(
+        self,
+        *,
+        to: str | None = None,
+        sender: str | None = None,
+        subject: str | re.Pattern[str] | None = None,
+        match: Callable[[Transaction], bool] | None = None,
+        count: int = 1,
+        new: bool = False,
+        timeout: float = 5.0,
+    ) -> list[Transaction]:
+        """Block until ``count`` accepted transactions match (recipient ``to``, MAIL FROM
+        ``sender``, ``subject`` text or pattern, ``match(tx)``); they are returned. ``new``:
+        only mail accepted from now on. The TimeoutError lists what did arrive."""
+        criteria = Criteria(to, sender, subject, match)
+        return self.capture.wait(count, timeout, criteria, self.capture.mark() if new else 0)
+
+    async def wait_for_async(
+        self,
+        *,
+        to: str | None = None,
+        sender: str | None = None,
+        subject: str | re.Pattern[str] | None = None,
+        match: Callable[[Transaction], bool] | None = None,
+        count: int = 1,
+        new: bool = False,
+        timeout: float = 5.0,
+    ) -> list[Transaction]:
+        """``wait_for`` without blocking the event loop (trio or asyncio)."""
+        criteria = Criteria(to, sender, subject, match)
+        return await self._wait_async(
+            count, timeout, criteria, self.capture.mark() if new else 0
+        )
+
+    def assert_no_mail(
+        self,
+        within: float = 0.2,
+        *,
+        to: str | None = None,
+        sender: str | None = None,
+        subject: str | re.Pattern[str] | None = None,
+        match: Callable[[Transaction], bool] | None = None,
+    ) -> None:
+        """Fail if mail (matching, if criteria are given) is accepted within ``within``
+        seconds from now; returns as soon as the time is up, fails as soon as mail comes."""
+        criteria = Criteria(to, sender, subject, match)
+        start = self.capture.mark()
+        try:
+            [tx, *_] = self.capture.wait(1, within, criteria, start)
+        except TimeoutError:
+            return
+        raise AssertionError(f"smtp_sink: expected no mail within {within:g} s, got {summary(tx)}")
+
+    def expect(
+        self,
+        count: int = 1,
+        *,
+        to: str | None = None,
+        sender: str | None = None,
+        subject: str | re.Pattern[str] | None = None,
+        match: Callable[[Transaction], bool] | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        """After the test, ``count`` accepted transactions must match (waiting up to
+        ``timeout`` for them); the fixture fails the test otherwise."""
+        self.expectations.append((count, Criteria(to, sender, subject, match), timeout))
+
+    def check_expectations(self) -> list[str]:
+        """The expectations not met (each waited for up to its timeout)."""
+        unmet = []
+        for count, criteria, timeout in self.expectations:
+            try:
+                self.capture.wait(count, timeout, criteria)
+            except TimeoutError as exc:
+                unmet.append(str(exc))
+        self.expectations.clear()
+        return unmet
+
+    async def _wait_async(
+        self, count: int, timeout: float, criteria: Criteria, start: int
+    ) -> list[Transaction]:
         import sniffio
 
         if sniffio.current_async_library() == "trio":
-            return await self._wait_trio(count, timeout)
-        return await self._wait_asyncio(count, timeout)
+            return await self._wait_trio(count, timeout, criteria, start)
+        return await self._wait_asyncio(count, timeout, criteria, start)
 
-    async def _wait_trio(self, count: int, timeout: float) -> list[Transaction]:
+    def _enough(self, count: int, criteria: Criteria, start: int) -> bool:
+        return len(self.capture.matching(criteria, start)) >= count
+
+    async def _wait_trio(
+        self, count: int, timeout: float, criteria: Criteria, start: int
+    ) -> list[Transaction]:
         token = trio.lowlevel.current_trio_token()
         with trio.move_on_after(timeout):
-            while len(self.capture) < count:
+            while not self._enough(count, criteria, start):
                 event = trio.Event()
 
                 def wake(event: trio.Event = event) -> None:
@@ -208,18 +335,20 @@ class SmtpSink:
 
                 self.capture.add_listener(wake)
                 try:
-                    if len(self.capture) < count:
+                    if not self._enough(count, criteria, start):
                         await event.wait()
                 finally:
                     self.capture.remove_listener(wake)
-        return self.capture.result(count, timeout)  # TimeoutError when short
+        return self.capture.result(count, timeout, criteria, start)  # TimeoutError if short
 
-    async def _wait_asyncio(self, count: int, timeout: float) -> list[Transaction]:
+    async def _wait_asyncio(
+        self, count: int, timeout: float, criteria: Criteria, start: int
+    ) -> list[Transaction]:
         import asyncio
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while len(self.capture) < count:
+        while not self._enough(count, criteria, start):
             event = asyncio.Event()
 
             def wake(event: asyncio.Event = event) -> None:
@@ -227,7 +356,7 @@ class SmtpSink:
 
             self.capture.add_listener(wake)
             try:
-                if len(self.capture) < count:
+                if not self._enough(count, criteria, start):
                     left = deadline - loop.time()
                     if left <= 0:
                         break
@@ -237,7 +366,7 @@ class SmtpSink:
                         break
             finally:
                 self.capture.remove_listener(wake)
-        return self.capture.result(count, timeout)
+        return self.capture.result(count, timeout, criteria, start)
 
     def __repr__(self) -> str:
         return f"<SmtpSink {self.address!r} transactions={len(self.capture)}>"
@@ -246,7 +375,7 @@ class SmtpSink:
 def attach_capture(server: SinkServer, capture: Capture) -> None:
     """Send the server's transactions and conversations to ``capture``."""
 
-    server.subscribe(capture.add)
+    server.on_answered(capture.add)
     server.transcript = capture.record
 
 

@@ -26,7 +26,7 @@ import trio
 from ..core.config import SinkConfig
 from ..core.envelope import Envelope
 from ..core.protocol import SinkProtocol
-from ..core.replies import Tables, dot_reply_text
+from ..core.replies import Tables
 from ..dump.transaction import Transaction
 from ..dump.writer import DumpWriter
 from . import portable, selector
@@ -132,6 +132,8 @@ class SinkServer:
         self.counters = Counters()
         self.rng = rng or random.Random(config.seed)
         self.subscribers: list[TransactionHook] = []
+        self.answer_hooks: list[TransactionHook] = []
+        self._unanswered: dict[int, Transaction] = {}  # by id() of the stored envelope
         self.addresses: list[Address] = []
         self.served: collections.Counter[str] = collections.Counter()
         self.stopped_by: str | None = None
@@ -162,7 +164,7 @@ class SinkServer:
         self._config = config
         self._tables = Tables(config)
         self._writer = DumpWriter(config, self.rng) if config.dumping else None
-        self._collect = config.dumping or bool(self.subscribers)
+        self._collect = config.dumping or bool(self.subscribers) or bool(self.answer_hooks)
         for session in self._sessions:
             session.proto.set_tables(self._tables, self._collect)
             session.config_changed()
@@ -183,6 +185,14 @@ class SinkServer:
         """Stop calling ``hook`` (no error when it was not subscribed)."""
         with contextlib.suppress(ValueError):
             self.subscribers.remove(hook)
+        with contextlib.suppress(ValueError):
+            self.answer_hooks.remove(hook)
+        self._apply(self._config)
+
+    def on_answered(self, hook: TransactionHook) -> None:
+        """Call ``hook(tx)`` once a stored transaction got its reply to the end of data
+        (``tx.reply``, ``tx.replies``, ``tx.accepted``), before that reply is sent."""
+        self.answer_hooks.append(hook)
         self._apply(self._config)
 
     @property
@@ -297,14 +307,16 @@ class SinkServer:
         if self._config.verbose:
             self.log("info", f"connect ({log_addr})")
         proto = SinkProtocol(self._tables, addr, collect=self._collect, rng=self.rng)
+        self._session_count += 1
+        number = self._session_count
         record: Recorder | None = None
         if self.transcript is not None:
-            self._session_count += 1
-            sid, hook = self._session_count, self.transcript
-            record = lambda direction, data: hook(sid, addr, direction, data)  # noqa: E731
+            hook = self.transcript
+            record = lambda direction, data: hook(number, addr, direction, data)  # noqa: E731
         session = Session(
             self, PlainTransport(conn), proto, record, implicit_tls=self._config.implicit_tls
         )
+        session.number = number
         self._sessions.add(session)
         return session
 
@@ -324,11 +336,9 @@ class SinkServer:
         writer = self._writer if config is self._config else None
         if writer is None and config.dumping:
             writer = DumpWriter(config, self.rng)
-        if writer is None and not self.subscribers:
+        if writer is None and not self.subscribers and not self.answer_hooks:
             return True  # collected for observers that have left since
-        tx = dataclasses.replace(
-            Transaction.from_envelope(envelope), reply=dot_reply_text(config)
-        )
+        tx = Transaction.from_envelope(envelope)
         if writer is not None:
             try:
                 tx = writer.write(tx, envelope.timestamp)
@@ -341,7 +351,29 @@ class SinkServer:
             except Exception as exc:  # a broken hook must not take the server down
                 self.log("error", f"transaction hook {hook!r} failed: {exc!r}")
                 return False
+        if self.answer_hooks:
+            self._unanswered[id(envelope)] = tx
         return True
+
+    @property
+    def sessions_opened(self) -> int:
+        """How many connections were accepted so far (sessions are numbered from 1)."""
+        return self._session_count
+
+    def message_answered(
+        self, session: int, envelope: Envelope, replies: tuple[str, ...]
+    ) -> None:
+        tx = self._unanswered.pop(id(envelope), None)
+        if tx is None:
+            return
+        tx = dataclasses.replace(
+            tx, reply=replies[0] if replies else None, replies=replies, session=session
+        )
+        for hook in self.answer_hooks:
+            try:
+                hook(tx)
+            except Exception as exc:
+                self.log("error", f"transaction hook {hook!r} failed: {exc!r}")
 
     def message_ended(self) -> bool:
         c = self.counters

@@ -20,6 +20,7 @@ from ..core.events import (
     Delay,
     FaultInjected,
     LogLine,
+    MessageAnswered,
     MessageEnd,
     MessageReceived,
     QuitReceived,
@@ -52,6 +53,13 @@ class SessionHost(Protocol):
         """Dump / capture a received message; False when it could not be kept."""
         ...
 
+    def message_answered(
+        self, session: int, envelope: Envelope, replies: tuple[str, ...]
+    ) -> None:
+        """Session number ``session``'s stored ``envelope`` got these replies to its end of
+        data (none: dropped)."""
+        ...
+
     def message_ended(self) -> bool:
         """Count a message; True when the server must stop once its reply is out (-M)."""
         ...
@@ -73,6 +81,7 @@ class Session:
     """One connection; see the module docstring."""
 
     __slots__ = (
+        "answering",
         "closed",
         "closing",
         "disconnect_log",
@@ -83,6 +92,7 @@ class Session:
         "implicit_tls",
         "line_since",
         "lines",
+        "number",
         "outbox",
         "proto",
         "rearm",
@@ -109,6 +119,8 @@ class Session:
         self.outbox = b""  # replies taken from the protocol, not yet sent
         self.closing = False  # the protocol closed: send the outbox, then close
         self.disconnect_log = False  # -v: log "disconnect" when closing
+        self.answering: Envelope | None = None  # stored, its reply not given yet
+        self.number = 0  # the server's count of the connection (transcripts name it)
         self.stop_pending = False  # -M reached: stop the server once the reply is out
         self.closed = False
         self.drivers: list[str] = []  # the drivers that served it, in order
@@ -232,6 +244,9 @@ class Session:
             return
         self.closed = True
         self.rearm = None
+        if self.answering is not None:  # gone before its message got a reply
+            envelope, self.answering = self.answering, None
+            self.host.message_answered(self.number, envelope, ())
         try:
             self.transport.close()
         finally:
@@ -277,6 +292,11 @@ class Session:
                         notes.append(description)
                     case MessageReceived(envelope=envelope):
                         stored = host.store(envelope)
+                        self.answering = envelope if stored else None
+                    case MessageAnswered(replies=replies):
+                        if self.answering is not None:
+                            envelope, self.answering = self.answering, None
+                            host.message_answered(self.number, envelope, replies)
                     case Delay() | ReadDelay() | Abort() | StartTls():
                         pass  # the driver carries it out (next_step)
                     case _:
