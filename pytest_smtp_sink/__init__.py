@@ -16,13 +16,15 @@ if TYPE_CHECKING:
     from .core.protocol import SinkProtocol
     from .core.rules import Rule
     from .dump.reader import DumpFormatError, parse_dump
-    from .dump.transaction import Transaction
-    from .plugin.handle import SmtpSink, open_sink
+    from .dump.transaction import Attachment, Transaction
+    from .plugin.handle import SmtpSink, SmtpSinkFactory, open_sink
+    from .plugin.options import SinkOptions, mark
     from .server.listeners import ListenError
     from .server.server import SinkServer
 
 # public name -> the module that defines it
 _LOCATIONS = {
+    "Attachment": ".dump.transaction",
     "ConfigError": ".core.errors",
     "DumpFormatError": ".dump.reader",
     "ListenError": ".server.listeners",
@@ -30,25 +32,32 @@ _LOCATIONS = {
     "SinkConfig": ".core.config",
     "SinkProtocol": ".core.protocol",
     "SinkServer": ".server.server",
+    "SinkOptions": ".plugin.options",
     "SmtpSink": ".plugin.handle",
+    "SmtpSinkFactory": ".plugin.handle",
     "Transaction": ".dump.transaction",
     "from_options": ".core.config",
+    "mark": ".plugin.options",
     "open_sink": ".plugin.handle",
     "parse_argv": ".core.argv",
     "parse_dump": ".dump.reader",
 }
 
 __all__ = [
+    "Attachment",
     "ConfigError",
     "DumpFormatError",
     "ListenError",
     "Rule",
     "SinkConfig",
+    "SinkOptions",
     "SinkProtocol",
     "SinkServer",
     "SmtpSink",
+    "SmtpSinkFactory",
     "Transaction",
     "from_options",
+    "mark",
     "open_sink",
     "parse_argv",
     "parse_dump",

@@ -733,3 +733,11 @@ def test_options_are_checked_as_getopt_reaches_them() -> None:
     # Postfix reports the bad -b before the unknown -Z that follows it.
     err = fatal("-b", "4", "-Z")
     assert str(err) == "bad soft error reply: 4"
+
+
+def test_the_typed_options_are_the_option_table() -> None:
+    """SinkOptions (the typed marker/factory keywords) has every option a test can set."""
+    from pytest_smtp_sink import SinkOptions
+    from pytest_smtp_sink.core.options import PYTEST_NAMES
+
+    assert set(SinkOptions.__annotations__) == {*PYTEST_NAMES, "listen"}

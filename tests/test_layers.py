@@ -23,6 +23,8 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
     "cli": ({"core", "server"}, {"trio"}),
     "plugin": ({"core", "dump", "server"}, {"trio", "pytest", "sniffio", "trustme"}),
 }
+# Imported for type checkers only (under TYPE_CHECKING), never at run time.
+TYPING_ONLY = {"typing_extensions"}
 # The package's front doors: the lazy public namespace and ``python -m``.
 FRONT = {PACKAGE, f"{PACKAGE}.__main__"}
 
@@ -86,7 +88,7 @@ def test_imports_follow_the_layers(module: str) -> None:
             other = _layer(target)
             if other is None or (other != layer and other not in allowed_layers):
                 bad.append(target)
-        elif top not in sys.stdlib_module_names | allowed_third | {"__future__"}:
+        elif top not in sys.stdlib_module_names | allowed_third | TYPING_ONLY | {"__future__"}:
             bad.append(target)
     assert bad == [], f"{module} ({layer}) may not import {bad}"
 

@@ -65,3 +65,30 @@ def test_readme_option_table_is_the_option_table() -> None:
     from pytest_smtp_sink.core.options import readme_table
 
     assert readme_table() in README.read_text(encoding="utf-8")
+
+
+def test_readme_examples_type_check(tmp_path: Path) -> None:
+    """README's examples pass ``mypy --strict``: the API is typed the way they use it."""
+    import os
+    import subprocess
+    import sys
+
+    try:
+        import mypy  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("mypy is not installed (the test extra has it)")
+        pytest.skip("mypy is not installed")
+    files = []
+    for i, block in enumerate(python_blocks()):
+        path = tmp_path / f"readme_{i}.py"
+        path.write_text(block)
+        files.append(str(path))
+    # MYPYPATH: the package's sources (an editable install is invisible to mypy)
+    env = {**os.environ, "MYPYPATH": str(README.parent)}
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-version",
+         "3.10", *files],
+        capture_output=True, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr

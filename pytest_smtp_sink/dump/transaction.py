@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import email.policy
+import html
+import re
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
 from functools import cached_property
+from typing import NamedTuple
 
 from ..core.envelope import Envelope, address_of, params_of
 from ..core.framing import sanitize
@@ -121,9 +124,46 @@ class Transaction:
 
     @cached_property
     def message(self) -> EmailMessage:
+        """The message, parsed (``email.policy.default``)."""
         msg = BytesParser(policy=email.policy.default).parsebytes(self.message_bytes)
         assert isinstance(msg, EmailMessage)
         return msg
+
+    @property
+    def subject(self) -> str:
+        """The Subject header (decoded), or ""."""
+        return str(self.message.get("Subject", ""))
+
+    @property
+    def text(self) -> str | None:
+        """The plain-text body (of a multipart message: its text/plain part), or None."""
+        return _body(self.message, "plain")
+
+    @property
+    def html(self) -> str | None:
+        """The HTML body (of a multipart message: its text/html part), or None."""
+        return _body(self.message, "html")
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        """The attachments: file name, content type, the decoded octets."""
+        return [
+            Attachment(part.get_filename(), part.get_content_type(), _payload(part))
+            for part in self.message.iter_attachments()
+            if isinstance(part, EmailMessage)
+        ]
+
+    @property
+    def links(self) -> list[str]:
+        """The URLs in the text and HTML bodies (``href`` targets and bare http(s) URLs),
+        in order, each once."""
+        found: list[str] = []
+        for body in (self.html or "", self.text or ""):
+            for url in _HREF.findall(body) + _URL.findall(body):
+                url = html.unescape(url).rstrip(".,;:!?")  # a sentence's end is not the URL's
+                if url not in found:
+                    found.append(url)
+        return found
 
     # ------------------------------------------------------------------ rendering
 
@@ -148,6 +188,31 @@ class Transaction:
     def render(self) -> bytes:
         """The bytes smtp-sink writes to a dump file for this transaction."""
         return self.header_bytes() + self.data
+
+
+class Attachment(NamedTuple):
+    """One attachment of a message."""
+
+    filename: str | None
+    content_type: str
+    data: bytes
+
+
+_HREF = re.compile(r"""href\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
+_URL = re.compile(r"""https?://[^\s<>"')\]]+""")
+
+
+def _body(message: EmailMessage, subtype: str) -> str | None:
+    part = message.get_body(preferencelist=(subtype,))
+    if part is None or not isinstance(part, EmailMessage):
+        return None
+    content = part.get_content()
+    return content if isinstance(content, str) else None
+
+
+def _payload(part: EmailMessage) -> bytes:
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
 
 
 def received_value(

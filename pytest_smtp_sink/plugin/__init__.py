@@ -20,7 +20,7 @@ from ..core.errors import ConfigError
 from ..core.options import OPTIONS, PYTEST_NAMES, ini_help
 from ..server.certs import TestCertificates
 from .dumps import fresh_folder, write_dumps
-from .handle import SmtpSink
+from .handle import SmtpSink, SmtpSinkFactory
 from .loop import SinkError, SinkThread
 from .report import conversation, nobody_came, strict_problems
 from .settings import (
@@ -332,7 +332,7 @@ def smtp_sink_factory(
     smtp_sink_thread: SinkThread,
     pytestconfig: pytest.Config,
     _smtp_sink_lazy_certificates: _LazyCertificates,
-) -> Iterator[Callable[..., SmtpSink]]:
+) -> Iterator[SmtpSinkFactory]:
     """Start extra sinks for this test: ``backup = smtp_sink_factory(reject="RCPT")``.
 
     Options are the marker's (plus ``listen``); ``name`` names the sink in dumps. Each sink

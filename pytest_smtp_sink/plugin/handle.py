@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from email.message import EmailMessage
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import trio
 
@@ -24,6 +24,11 @@ from ..dump.transaction import Transaction
 from ..server.certs import TestCertificates
 from ..server.server import LogFunc, SinkServer
 from .capture import ANY, Capture, Criteria, Transcript, summary
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .options import SinkOptions
 
 T = TypeVar("T")
 
@@ -48,6 +53,13 @@ class _SameLoop:
         raise RuntimeError("stop() and start() are for the pytest fixtures' sinks")
 
     restart_server = stop_server
+
+
+class SmtpSinkFactory(Protocol):
+    """The ``smtp_sink_factory`` fixture: ``backup = smtp_sink_factory(name="backup",
+    soft_reject="RCPT")`` starts a sink of its own for the test."""
+
+    def __call__(self, name: str | None = None, **options: Unpack[SinkOptions]) -> SmtpSink: ...
 
 
 def _set_config(server: SinkServer, config: SinkConfig) -> None:
@@ -77,7 +89,7 @@ class SmtpSink:
         self.expectations: list[tuple[int, Criteria, float]] = []  # see expect()
 
     # -- changes mid-test (thread-safe: they run in the server's loop)
-    def configure(self, **options: Any) -> None:
+    def configure(self, **options: Unpack[SinkOptions]) -> None:
         """Apply marker-style ``options`` over the current configuration, from now on
         (on open connections from their next transaction); the fixture undoes it."""
         fixed = sorted(n for n in options if n in LISTENER_NAMES)
@@ -93,7 +105,7 @@ class SmtpSink:
         self._control.call(_set_config, self.server, config)
 
     @contextmanager
-    def configured(self, **options: Any) -> Iterator[SmtpSink]:
+    def configured(self, **options: Unpack[SinkOptions]) -> Iterator[SmtpSink]:
         """``with smtp_sink.configured(reject="RCPT"):`` the options for the block only."""
         before = self.config
         self.configure(**options)
