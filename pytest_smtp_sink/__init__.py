@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .core.argv import parse_argv
     from .core.config import SinkConfig, from_options
+    from .core.endpoint import ListenError
     from .core.errors import ConfigError
     from .core.protocol import SinkProtocol
     from .core.rules import Rule
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from .dump.transaction import Attachment, Transaction
     from .plugin.handle import SmtpSink, SmtpSinkFactory, open_sink
     from .plugin.options import SinkOptions, mark
-    from .server.listeners import ListenError
     from .server.server import SinkServer
 
 # public name -> the module that defines it
@@ -27,7 +27,7 @@ _LOCATIONS = {
     "Attachment": ".dump.transaction",
     "ConfigError": ".core.errors",
     "DumpFormatError": ".dump.reader",
-    "ListenError": ".server.listeners",
+    "ListenError": ".core.endpoint",
     "Rule": ".core.rules",
     "SinkConfig": ".core.config",
     "SinkProtocol": ".core.protocol",

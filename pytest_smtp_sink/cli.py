@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 import trio
 
 from .core.argv import Invocation, parse_argv
+from .core.endpoint import ListenError
 from .core.errors import ConfigError, UsageError
 from .core.options import USAGE
-from .server.listeners import ListenError
 from .server.server import SinkServer, stderr_logger
 
 

@@ -29,9 +29,9 @@ from support import (
     serving,
 )
 
+from pytest_smtp_sink import ListenError
 from pytest_smtp_sink.core.config import SinkConfig
 from pytest_smtp_sink.dump.transaction import Transaction
-from pytest_smtp_sink.server.listeners import ListenError
 from pytest_smtp_sink.server.server import SinkServer
 
 pytestmark = [pytest.mark.trio, pytest.mark.drivers]

@@ -16,9 +16,9 @@ import pytest
 import trio
 from support import Log, config, serving
 
+from pytest_smtp_sink import ListenError
 from pytest_smtp_sink.dump.transaction import Transaction
 from pytest_smtp_sink.server.certs import TestCertificates
-from pytest_smtp_sink.server.listeners import ListenError
 from pytest_smtp_sink.server.server import SinkServer
 
 pytestmark = [pytest.mark.trio, pytest.mark.drivers]

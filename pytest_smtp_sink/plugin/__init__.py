@@ -3,26 +3,23 @@
 One sink server runs per pytest session (per xdist worker) in a background trio loop, started
 by the first test that asks for it. ``smtp_sink`` applies the test's marker over the ini
 defaults for the duration of the test and hands out what the test's clients sent.
+
+Installed, the plugin is loaded by every pytest run: at load it imports only the standard
+library and the sans-IO core (the options), the server, trio and TLS when a fixture is used.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import ssl
 from collections.abc import Callable, Generator, Iterator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
 from ..core.config import SinkConfig
 from ..core.errors import ConfigError
 from ..core.options import OPTIONS, PYTEST_NAMES, ini_help
-from ..server.certs import TestCertificates
-from .dumps import fresh_folder, write_dumps
-from .handle import SmtpSink, SmtpSinkFactory
-from .loop import SinkError, SinkThread
-from .report import conversation, nobody_came, strict_problems
 from .settings import (
     Asked,
     TestSettings,
@@ -37,14 +34,21 @@ from .settings import (
     session_seed,
 )
 
+if TYPE_CHECKING:  # imported where used: a run that uses no sink never loads them
+    import ssl
+
+    from ..server.certs import TestCertificates
+    from .handle import SmtpSink, SmtpSinkFactory
+    from .loop import SinkThread
+
 LOG = logging.getLogger("pytest_smtp_sink")
 COMMAND_LOG = logging.getLogger("pytest_smtp_sink.commands")
 
-_HANDLE_KEY = pytest.StashKey[list[SmtpSink]]()  # the sinks a test used
-_NAMES_KEY = pytest.StashKey[dict[int, str]]()  # id(sink) -> its dump folder's name
-_SETTINGS_KEY = pytest.StashKey[TestSettings]()
-_FAILED_KEY = pytest.StashKey[bool]()  # the test's call failed
-_LOG_LEVEL_KEY = pytest.StashKey[int]()
+_HANDLE_KEY: pytest.StashKey[list[SmtpSink]] = pytest.StashKey()  # the sinks a test used
+_NAMES_KEY: pytest.StashKey[dict[int, str]] = pytest.StashKey()  # id(sink) -> dump folder
+_SETTINGS_KEY: pytest.StashKey[TestSettings] = pytest.StashKey()
+_FAILED_KEY: pytest.StashKey[bool] = pytest.StashKey()  # the test's call failed
+_LOG_LEVEL_KEY: pytest.StashKey[int] = pytest.StashKey()
 
 
 class SmtpSinkWarning(pytest.PytestWarning):
@@ -143,6 +147,8 @@ def _log(level: str, text: str) -> None:
 @pytest.fixture(scope="session")
 def smtp_sink_thread() -> Iterator[SinkThread]:
     """The background trio loop that hosts every sink of this session (or xdist worker)."""
+    from .loop import SinkThread
+
     thread = SinkThread(_log)
     thread.start()
     try:
@@ -162,6 +168,8 @@ class _LazyCertificates:
 
     def __call__(self) -> TestCertificates:
         if self._certificates is None:
+            from ..server.certs import TestCertificates
+
             self._certificates = TestCertificates(self._factory.mktemp("smtp-sink-tls"))
         return self._certificates
 
@@ -220,6 +228,8 @@ def _start(
     certificates: Callable[[], TestCertificates],
 ) -> SmtpSink:
     """A new sink in ``thread``; a listen error fails the test with a one-line message."""
+    from .loop import SinkError
+
     if listen is None:
         listen = "[::1]:0" if cfg.family == "inet6" else "127.0.0.1:0"
     try:
@@ -236,6 +246,8 @@ def _start(
 
 def _check(thread: SinkThread) -> None:
     """Fail the current test (or its setup/teardown) if the sink's server had an error."""
+    from .loop import SinkError
+
     try:
         thread.check()
     except SinkError as exc:
@@ -273,6 +285,8 @@ def smtp_sink(
     _smtp_sink_lazy_certificates: _LazyCertificates,
 ) -> Iterator[SmtpSink]:
     """The sink for this test, configured by its ``smtp_sink`` marker; capture cleared."""
+    from .loop import SinkError
+
     asked = _asked(request, pytestconfig)
     base = ini_asked(pytestconfig).config
     cfg = asked.config
@@ -386,6 +400,8 @@ def _register(request: pytest.FixtureRequest, sink: SmtpSink, name: str | None =
 
 
 def _after_test(request: pytest.FixtureRequest, sinks: list[SmtpSink], thread: SinkThread) -> None:
+    from .report import strict_problems
+
     node = request.node
     problems: list[str] = []
     settings = node.stash.get(_SETTINGS_KEY, TestSettings())
@@ -403,6 +419,8 @@ def _write_dumps(request: pytest.FixtureRequest, sinks: list[SmtpSink]) -> None:
     root = request.config.getoption("smtp_sink_dump")
     if not root:
         return
+    from .dumps import fresh_folder, write_dumps
+
     node = request.node
     if request.config.getoption("smtp_sink_dump_failed") and not node.stash.get(
         _FAILED_KEY, False
@@ -417,7 +435,7 @@ def _write_dumps(request: pytest.FixtureRequest, sinks: list[SmtpSink]) -> None:
         write_dumps(folder / name if name else folder, sink.capture.everything)
 
 
-_DUMP_KEY = pytest.StashKey[Any]()
+_DUMP_KEY: pytest.StashKey[Any] = pytest.StashKey()
 
 
 # ------------------------------------------------------------------ report section
@@ -435,6 +453,10 @@ def pytest_runtest_makereport(
     if not report.failed:
         return
     sinks = item.stash.get(_HANDLE_KEY, [])
+    if not sinks:
+        return
+    from .report import conversation, nobody_came
+
     settings = item.stash.get(_SETTINGS_KEY, TestSettings())
     text = conversation(sinks, settings)
     if text:

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import trio
 
 from ..core.config import SinkConfig
+from ..core.endpoint import Endpoint
 from ..server.certs import TestCertificates
-from ..server.listeners import Endpoint
 from ..server.server import LogFunc, SinkServer
 from .capture import Capture
 from .handle import SmtpSink, attach_capture

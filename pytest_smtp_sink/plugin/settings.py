@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from ..core.config import SinkConfig, from_options
+from ..core.endpoint import Endpoint, ListenError
 from ..core.errors import ConfigError
 from ..core.options import CLI_ONLY_NAMES, CONVERTERS, LISTENER_NAMES, PLUGIN_NAMES, PYTEST_NAMES
-from ..server.listeners import Endpoint, ListenError
 
 # Captured messages live in memory: a runaway client should fail its test, not the machine.
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024

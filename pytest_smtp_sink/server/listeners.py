@@ -14,20 +14,16 @@ import os
 import socket as stdsocket
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import trio
 
 from ..core.config import SinkConfig
+from ..core.endpoint import Endpoint, ListenError
 
 _INT_MAX = 2**31 - 1  # listen() backlog and socket buffer sizes are C ints
 _EPHEMERAL_RETRIES = 10  # ":0" on both families: another port when the v6 twin is taken
 
 Address = tuple[str, int] | str  # (host, port), or a unix socket path
-
-
-class ListenError(OSError):
-    """A listener could not be set up; ``str()`` is a one-line explanation."""
 
 
 class _TryAnotherPort(Exception):
@@ -38,32 +34,6 @@ def unix_family() -> int | None:
     """AF_UNIX where the platform has it (looked up, not assumed)."""
     family = getattr(stdsocket, "AF_UNIX", None)
     return int(family) if family is not None else None
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A parsed listen address."""
-
-    kind: str  # "inet" or "unix"
-    host: str  # inet: host or "" for any; unix: the path
-    port: str  # inet: port or service name
-
-    @classmethod
-    def parse(cls, address: str) -> Endpoint:
-        if address.startswith("unix:"):
-            path = address[5:]
-            if not path:
-                raise ListenError(f"bad address: {address}")
-            return cls("unix", path, "")
-        rest = address[5:] if address.startswith("inet:") else address
-        host, sep, port = rest.rpartition(":")
-        if not sep:
-            host, port = "", rest
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        if not port:
-            raise ListenError(f"bad address: {address}: missing port")
-        return cls("inet", host, port)
 
 
 def _exclusive_bind(sock: stdsocket.socket) -> None:

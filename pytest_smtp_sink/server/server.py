@@ -24,13 +24,14 @@ from dataclasses import dataclass
 import trio
 
 from ..core.config import SinkConfig
+from ..core.endpoint import Endpoint, ListenError
 from ..core.envelope import Envelope
 from ..core.protocol import SinkProtocol
 from ..core.replies import Tables
 from ..dump.transaction import Transaction
 from ..dump.writer import DumpWriter
 from . import portable, selector
-from .listeners import Address, Endpoint, ListenError, Listeners, unix_family
+from .listeners import Address, Listeners, unix_family
 from .session import Recorder, Session
 from .tls import server_context
 from .transport import PlainTransport
