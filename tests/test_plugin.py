@@ -534,6 +534,17 @@ async def test_smtplib_in_a_worker_thread(smtp_sink):
 
 
 @pytest.mark.trio
+async def test_wait_for_async_new(smtp_sink):
+    await trio.to_thread.run_sync(send, smtp_sink.address)
+    [first] = await smtp_sink.wait_for_async()
+    await trio.to_thread.run_sync(send, smtp_sink.address)  # before the wait: still new
+    [second] = await smtp_sink.wait_for_async(new=True)
+    assert second is not first and second is smtp_sink.transactions[1]
+    with pytest.raises(TimeoutError, match="expected 1 new transaction"):
+        await smtp_sink.wait_for_async(new=True, timeout=0.1)
+
+
+@pytest.mark.trio
 async def test_wait_async_times_out(smtp_sink):
     with trio.fail_after(5):
         with pytest.raises(TimeoutError, match=r"expected 1 transaction\\(s\\), got 0 within 0.2"):
@@ -597,7 +608,7 @@ def test_asyncio_wait_async_times_out(smtp_sink):
 def test_trio_and_asyncio_tests(pytester: pytest.Pytester) -> None:
     project(pytester, test_trio=TRIO_TESTS, test_aio=ASYNCIO_TESTS)
     result = pytester.runpytest()
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
 
 
 # ------------------------------------------------------------------------ xdist

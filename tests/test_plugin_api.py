@@ -82,10 +82,18 @@ def test_waits_and_expectations(pytester: pytest.Pytester) -> None:
 
         def test_new_only(smtp_sink):
             send(smtp_sink, subject="old")
-            thread = later(smtp_sink, subject="new")
+            [old] = smtp_sink.wait_for()
+            assert old.subject == "old"
+            send(smtp_sink, subject="new")  # accepted before the wait: still new to it
+            [tx] = smtp_sink.wait_for(new=True)
+            assert tx.subject == "new"
+            thread = later(smtp_sink, subject="later")
             [tx] = smtp_sink.wait_for(new=True, timeout=10)
             thread.join()
-            assert tx.subject == "new"
+            assert tx.subject == "later"
+            with pytest.raises(TimeoutError, match="expected 1 new transaction"):
+                smtp_sink.wait_for(new=True, timeout=0.1)
+            assert len(smtp_sink.wait_for(count=3)) == 3  # without new: all of them
 
         def test_timeout_lists_what_came(smtp_sink):
             send(smtp_sink, to="other@example.com", subject="not it")

@@ -1,4 +1,6 @@
-"""Every python example in README.rst that defines tests is run as a user would run it."""
+"""Every python example of README.rst and of the docs (docs/*.rst) is run as a user would run
+it, and type-checked; the docs' pages are README's sections (``.. include::``) and pages of
+their own."""
 
 from __future__ import annotations
 
@@ -11,14 +13,27 @@ import pytest
 pytest_plugins = ["pytester"]
 
 README = Path(__file__).resolve().parent.parent / "README.rst"
+DOCS = README.parent / "docs"
 
 
 def python_blocks() -> list[str]:
-    text = README.read_text(encoding="utf-8")
     blocks = []
-    for match in re.finditer(r"^\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text, re.M):
-        blocks.append(textwrap.dedent(match.group(1)))
+    for source in [README, *sorted(DOCS.glob("*.rst"))]:
+        text = source.read_text(encoding="utf-8")
+        for match in re.finditer(r"^\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text, re.M):
+            blocks.append(textwrap.dedent(match.group(1)))
     return blocks
+
+
+def test_docs_include_existing_readme_sections() -> None:
+    """Each ``:start-after:``/``:end-before:`` marker a docs page names is in README.rst."""
+    readme = README.read_text(encoding="utf-8")
+    markers = []
+    for page in sorted(DOCS.glob("*.rst")):
+        markers += re.findall(r":(?:start-after|end-before): (.+)", page.read_text("utf-8"))
+    assert markers
+    for marker in markers:
+        assert readme.count(marker) == 1, marker
 
 
 def test_readme_has_examples() -> None:

@@ -20,7 +20,9 @@ from .values import DEFAULT_HARD_REPLY, DEFAULT_SOFT_REPLY, EXTENSION_COMMANDS, 
 
 @dataclass(frozen=True)
 class SinkConfig:
-    """Every smtp-sink behaviour option as a typed field (DESIGN §2)."""
+    """Every smtp-sink behaviour option as a typed field (frozen; ``replace`` makes changed
+    copies). The field names are the marker keywords and, prefixed ``smtp_sink_``, the ini
+    names; the option table documents each. A bad value raises ``ConfigError``."""
 
     # listeners
     family: str = "inet"  # "inet" (both), "inet4" (-4), "inet6" (-6)
@@ -126,7 +128,9 @@ def _convert(name: str, value: Any) -> Any:
 
 
 def from_options(options: Mapping[str, Any], base: SinkConfig | None = None) -> SinkConfig:
-    """Build a config from marker kwargs / ini values (DESIGN §2 names) over ``base``."""
+    """Build a config from marker keywords / ini values over ``base`` (default: the
+    smtp-sink defaults), converting and checking each value; ``ConfigError`` names a bad
+    option (and suggests a close name for a misspelt one)."""
     base = base or SinkConfig()
     changes: dict[str, Any] = {}
     delays = dict(base.delays)

@@ -509,13 +509,50 @@ def ini_help(option: Option) -> str:
     flag = f" (smtp-sink -{option.flag})" if option.flag else ""
     if option.long:
         flag = f" (smtp-sink --{option.long})"
-    text = re.sub(r"``|\*", "", option.meaning)
+    # reST markup off: ``literal`` and *emphasis* (not the stars inside a literal)
+    text = re.sub(r"``(.*?)``|\*(\w[^*]*)\*", lambda m: m.group(1) or m.group(2), option.meaning)
     if option.name in _INI_FORMATS:
         form = _INI_FORMATS[option.name]
     elif option.merge == UNION:
         form = "a command list, e.g. RCPT,DATA"
+    elif option.convert is bool_value and option.spelling.endswith("=False"):
+        form = "false does that (default true)"
     elif option.convert is bool_value:
         form = "true or false"
     else:
         form = option.metavar or option.spelling.replace("``", "")
     return f"{text}{flag}. ini: {form}"
+
+
+INI_HELP_MODULE = "pytest_smtp_sink/plugin/ini_help.py"
+
+
+def ini_help_module() -> str:
+    """The source of ``plugin/ini_help.py``: the ini names and their ``--help`` texts, so
+    that loading the plugin (every pytest run) needs neither this table nor its
+    converters. ``tests/test_plugin_load.py`` checks that the file is this text; after
+    changing an option run ``python -m pytest_smtp_sink.core.options`` to write it."""
+    helps = {o.name: ini_help(o) for o in reversed(OPTIONS)}  # -4 before -6
+    import json  # a JSON string is a Python string literal (double quotes, as ruff likes)
+
+    lines = [
+        '"""The ini options of the plugin and their help (generated from core/options.py by',
+        "``python -m pytest_smtp_sink.core.options``: do not edit).\"\"\"",
+        "",
+        "# ruff: noqa: E501",
+        "INI_HELP: tuple[tuple[str, str], ...] = (",
+    ]
+    lines += [
+        f"    ({json.dumps(name)}, {json.dumps(helps[name], ensure_ascii=False)}),"
+        for name in PYTEST_NAMES
+    ]
+    lines.append(")")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    target = Path(__file__).resolve().parents[2] / INI_HELP_MODULE
+    target.write_text(ini_help_module(), encoding="utf-8")
+    print(f"wrote {target}")

@@ -39,18 +39,36 @@ _REPLY = re.compile(r"[2-5][0-9][0-9]( .*)?")
 
 @dataclass(frozen=True)
 class Rule:
-    """One failure rule; see the module docstring."""
+    """One failure rule (see the module docstring); ``str(rule)`` is its text form.
 
+    ``Rule("RCPT", "bad@*", reply="550 5.1.1 No such user", times=2)`` is
+    ``"RCPT bad@* times=2: 550 5.1.1 No such user"``.
+    """
+
+    #: The command it applies to: ``MAIL``, ``RCPT``, ``DATA``, ``.`` (end of data), ``CONNECT``
+    #: (the greeting), ``EHLO``, ... (case-insensitive)
     command: str
+    #: The argument pattern: an address, ``*@example.com``, ``@example.com``, ``re:...``;
+    #: None matches every argument
     match: str | None = None
-    reply: str | None = None  # the reply text of action "reply"
+    #: The reply text of action ``"reply"``, e.g. ``"550 5.1.1 No such user"``
+    reply: str | None = None
+    #: ``"reply"``, ``"hard"``, ``"soft"``, ``"drop"``, ``"421"`` or ``"delay"``
     action: str = "reply"
-    delay: float | None = None  # seconds, for action "delay"
+    #: Seconds, for action ``"delay"``
+    delay: float | None = None
+    #: Act on this many matches at most (None: on every one)
     times: int | None = None
+    #: Let this many matches pass first
     after: int = 0
+    #: Act on every n-th match only
     every: int | None = None
-    odds: float | None = None  # probability, 0 < odds <= 1
+    #: Act with this probability, ``0 < odds <= 1`` (drawn from the seeded generator)
+    odds: float | None = None
+    #: Count matches per ``"sink"`` (across connections; the plugin resets it per test) or per
+    #: ``"connection"``
     per: str = "sink"
+    #: An ESMTP parameter of MAIL or RCPT that must be present: ``NAME`` or ``NAME=GLOB``
     param: str | None = None
     _pattern: Any = field(default=None, init=False, compare=False, repr=False)
 

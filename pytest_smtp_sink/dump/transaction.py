@@ -58,27 +58,47 @@ def format_date(timestamp: float) -> str:
 
 @dataclass(frozen=True)
 class Transaction:
-    """A completed mail transaction (live capture or parsed from a dump)."""
+    """A completed mail transaction (live capture or parsed from a dump).
 
-    client_addr: str  # "127.0.0.1", "ipv6:::1" or "local"
-    client_proto: str  # SMTP, ESMTP or LMTP
-    helo: str | None  # X-Helo-Args; None when the client sent no HELO/EHLO/LHLO
-    mail_args: str  # X-Mail-Args
-    rcpt_args: tuple[str, ...]  # X-Rcpt-Args, in order
-    queue_id: str  # 8 lowercase hex digits
-    received: str  # the Received: header value (three lines joined with "\n\t")
-    data: bytes  # the message as dumped (LF line ends, final empty line included)
-    start_string: str = ""  # the -S text that preceded the dump, if any
-    # live capture: the reply the client got to the end of data (the first one in LMTP; None:
-    # dropped without one) and all of them (one per recipient in LMTP)
+    The fields are the dump headers; ``mail_from``, ``rcpt_to``, ``message``, ``subject``,
+    ``text``, ``html``, ``attachments`` and ``links`` read them. Captured live (``smtp_sink``),
+    a transaction also knows what the client was told (``reply``, ``replies``, ``accepted``)
+    and on which connection of the test it came (``session``).
+    """
+
+    #: ``X-Client-Addr``: ``"127.0.0.1"``, ``"ipv6:::1"`` or ``"local"`` (unix socket)
+    client_addr: str
+    #: ``X-Client-Proto``: ``SMTP``, ``ESMTP`` or ``LMTP``
+    client_proto: str
+    #: ``X-Helo-Args``: the HELO/EHLO/LHLO name, None when the client sent none
+    helo: str | None
+    #: ``X-Mail-Args``: the MAIL FROM argument as sent (``<a@example.com> SIZE=12``)
+    mail_args: str
+    #: ``X-Rcpt-Args``: each RCPT TO argument as sent, in order
+    rcpt_args: tuple[str, ...]
+    #: The queue id (8 lowercase hex digits) of the ``Received:`` header and dump file name
+    queue_id: str
+    #: The ``Received:`` header value smtp-sink adds (three lines joined with ``"\n\t"``)
+    received: str
+    #: The message as dumped: CRs removed, leading dots stripped, the final empty line kept
+    data: bytes
+    #: The ``-S`` text that preceded the dump, if any
+    start_string: str = ""
+    #: Live capture: the reply the client got to the end of data (in LMTP the first one);
+    #: None when the connection was dropped without one
     reply: str | None = field(default=None, compare=False)
-    smtputf8: bool = False  # MAIL ... SMTPUTF8: texts are UTF-8 in the dump (X-SMTPUTF8)
-    auth_user: str | None = None  # the user of a successful AUTH (X-Auth-User)
-    tls: str | None = None  # "TLSv1.3 TLS_AES_256_GCM_SHA384" (X-TLS)
-    # BDAT: the message octets as received (the dump form drops CRs; this keeps them)
+    #: ``MAIL ... SMTPUTF8``: the texts are UTF-8 in the dump (``X-SMTPUTF8: yes``)
+    smtputf8: bool = False
+    #: The user of a successful AUTH (``X-Auth-User``), else None
+    auth_user: str | None = None
+    #: The TLS protocol and cipher (``X-TLS``), e.g. ``"TLSv1.3 TLS_AES_256_GCM_SHA384"``
+    tls: str | None = None
+    #: BDAT: the message octets as received (the dump form drops CRs; this keeps them)
     raw: bytes | None = field(default=None, compare=False, repr=False)
+    #: Live capture: every reply to the end of data (one per recipient in LMTP)
     replies: tuple[str, ...] = field(default=(), compare=False)
-    session: int = field(default=0, compare=False)  # live capture: the connection's number
+    #: Live capture: the connection's number in the test (as reports number them), from 1
+    session: int = field(default=0, compare=False)
 
     @classmethod
     def from_envelope(cls, envelope: Envelope) -> Transaction:
@@ -104,14 +124,17 @@ class Transaction:
 
     @property
     def mail_from(self) -> str:
+        """The MAIL FROM address, without brackets and parameters (``""``: null sender)."""
         return address_of(self.mail_args)
 
     @property
     def mail_params(self) -> dict[str, str | None]:
+        """The ESMTP parameters of MAIL FROM: ``{"SIZE": "12", "SMTPUTF8": None}``."""
         return params_of(self.mail_args)
 
     @property
     def rcpt_to(self) -> list[str]:
+        """The RCPT TO addresses, in order, without brackets and parameters."""
         return [address_of(a) for a in self.rcpt_args]
 
     @property
@@ -168,6 +191,7 @@ class Transaction:
     # ------------------------------------------------------------------ rendering
 
     def header_bytes(self) -> bytes:
+        """The ``X-...`` headers and ``Received:`` line that precede ``data`` in a dump."""
         utf8 = self.smtputf8
         lines = [f"X-Client-Addr: {self.client_addr}", f"X-Client-Proto: {self.client_proto}"]
         if utf8:
@@ -193,8 +217,11 @@ class Transaction:
 class Attachment(NamedTuple):
     """One attachment of a message."""
 
+    #: The file name of its ``Content-Disposition``, or None
     filename: str | None
+    #: Its MIME type, e.g. ``"application/pdf"``
     content_type: str
+    #: The decoded octets
     data: bytes
 
 

@@ -4,51 +4,34 @@ One sink server runs per pytest session (per xdist worker) in a background trio 
 by the first test that asks for it. ``smtp_sink`` applies the test's marker over the ini
 defaults for the duration of the test and hands out what the test's clients sent.
 
-Installed, the plugin is loaded by every pytest run: at load it imports only the standard
-library and the sans-IO core (the options), the server, trio and TLS when a fixture is used.
+Installed, the plugin is loaded by every pytest run, and pytest compiles it with assertion
+rewriting each time bytecode is not cached: so this module holds only the hooks and thin
+fixtures, and imports only pytest and light modules of its own (``ini_help``, generated from
+the option table; ``keys``; ``seeds``). The options' converters come with an ini value or a
+fixture, the server, trio and TLS when a fixture is used (``fixtures``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Generator, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..core.config import SinkConfig
-from ..core.errors import ConfigError
-from ..core.options import OPTIONS, PYTEST_NAMES, ini_help
-from .settings import (
-    Asked,
-    TestSettings,
-    UnknownOption,
-    build,
-    check_ini,
-    ini_asked,
-    ini_listen,
-    is_random,
-    marker_options,
-    seed_of_test,
-    session_seed,
-)
+from .ini_help import INI_HELP
+from .keys import FAILED_KEY, HANDLE_KEY, LOG_LEVEL_KEY, SETTINGS_KEY
+from .seeds import session_seed
 
 if TYPE_CHECKING:  # imported where used: a run that uses no sink never loads them
     import ssl
 
     from ..server.certs import TestCertificates
+    from .fixtures import LazyCertificates
     from .handle import SmtpSink, SmtpSinkFactory
     from .loop import SinkThread
 
 LOG = logging.getLogger("pytest_smtp_sink")
-COMMAND_LOG = logging.getLogger("pytest_smtp_sink.commands")
-
-_HANDLE_KEY: pytest.StashKey[list[SmtpSink]] = pytest.StashKey()  # the sinks a test used
-_NAMES_KEY: pytest.StashKey[dict[int, str]] = pytest.StashKey()  # id(sink) -> dump folder
-_SETTINGS_KEY: pytest.StashKey[TestSettings] = pytest.StashKey()
-_FAILED_KEY: pytest.StashKey[bool] = pytest.StashKey()  # the test's call failed
-_LOG_LEVEL_KEY: pytest.StashKey[int] = pytest.StashKey()
 
 
 class SmtpSinkWarning(pytest.PytestWarning):
@@ -95,9 +78,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "N+ is N plus that number",
         default="127.0.0.1:0",
     )
-    helps = {o.name: ini_help(o) for o in reversed(OPTIONS)}  # -4 before -6
-    for name in PYTEST_NAMES:
-        parser.addini(f"smtp_sink_{name}", helps[name])
+    for name, help_text in INI_HELP:
+        parser.addini(f"smtp_sink_{name}", help_text)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -106,15 +88,24 @@ def pytest_configure(config: pytest.Config) -> None:
         "smtp_sink(**options): smtp-sink behaviour for this test, e.g. reject='RCPT', "
         "lmtp=True, delays={'DATA': 0.2}; names mirror the smtp-sink flags (see README)",
     )
-    check_ini(config)
+    if _ini_given(config):  # the converters are loaded only for a run that sets options
+        from .settings import check_ini
+
+        check_ini(config)
     if config.getoption("smtp_sink_verbose", False) and LOG.getEffectiveLevel() > logging.INFO:
         # Without this the INFO lines die at the root logger's WARNING level.
-        config.stash[_LOG_LEVEL_KEY] = LOG.level
+        config.stash[LOG_LEVEL_KEY] = LOG.level
         LOG.setLevel(logging.INFO)
 
 
+def _ini_given(config: pytest.Config) -> bool:
+    names = ["listen", *(name for name, _ in INI_HELP)]
+    return any(str(config.getini(f"smtp_sink_{name}")).strip() not in ("", "127.0.0.1:0")
+               for name in names)  # fmt: skip
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
-    level = config.stash.get(_LOG_LEVEL_KEY, None)
+    level = config.stash.get(LOG_LEVEL_KEY, None)
     if level is not None:
         LOG.setLevel(level)
 
@@ -137,50 +128,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             )
 
 
-def _log(level: str, text: str) -> None:
-    LOG.log({"info": logging.INFO, "warning": logging.WARNING}.get(level, logging.ERROR), text)
-
-
 # ---------------------------------------------------------------------- fixtures
+# Each one hands over to plugin/fixtures.py, imported when a test first uses a sink.
 
 
 @pytest.fixture(scope="session")
 def smtp_sink_thread() -> Iterator[SinkThread]:
     """The background trio loop that hosts every sink of this session (or xdist worker)."""
-    from .loop import SinkThread
+    from .fixtures import session_thread
 
-    thread = SinkThread(_log)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        thread.stop()
-    # Whatever went wrong after the last test looked is an error of the session's last test.
-    _check(thread)
-
-
-class _LazyCertificates:
-    """The session's test CA, made on first use (trustme costs ~50 ms to import)."""
-
-    def __init__(self, factory: pytest.TempPathFactory) -> None:
-        self._factory = factory
-        self._certificates: TestCertificates | None = None
-
-    def __call__(self) -> TestCertificates:
-        if self._certificates is None:
-            from ..server.certs import TestCertificates
-
-            self._certificates = TestCertificates(self._factory.mktemp("smtp-sink-tls"))
-        return self._certificates
+    yield from session_thread()
 
 
 @pytest.fixture(scope="session")
-def _smtp_sink_lazy_certificates(tmp_path_factory: pytest.TempPathFactory) -> _LazyCertificates:
-    return _LazyCertificates(tmp_path_factory)
+def _smtp_sink_lazy_certificates(tmp_path_factory: pytest.TempPathFactory) -> LazyCertificates:
+    from .fixtures import LazyCertificates
+
+    return LazyCertificates(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def smtp_sink_certificates(_smtp_sink_lazy_certificates: _LazyCertificates) -> TestCertificates:
+def smtp_sink_certificates(_smtp_sink_lazy_certificates: LazyCertificates) -> TestCertificates:
     """The session's test CA (trustme) and the server certificate it signed, for
     ``localhost``, ``127.0.0.1``, ``::1`` and ``smtp-sink``: ``ca_file``,
     ``client_context()``."""
@@ -194,86 +162,19 @@ def smtp_sink_ssl_context(smtp_sink_certificates: TestCertificates) -> ssl.SSLCo
     return smtp_sink_certificates.server_context()
 
 
-def _tls_context(request: pytest.FixtureRequest, cfg: SinkConfig) -> ssl.SSLContext | None:
-    """The TLS context a sink with ``cfg`` needs, if any (asked for only then)."""
-    if not cfg.tls or cfg.tls_cert is not None:
-        return None
-    context: ssl.SSLContext = request.getfixturevalue("smtp_sink_ssl_context")
-    return context
-
-
 @pytest.fixture(scope="session")
 def smtp_sink_server(
     request: pytest.FixtureRequest,
     smtp_sink_thread: SinkThread,
     pytestconfig: pytest.Config,
-    _smtp_sink_lazy_certificates: _LazyCertificates,
+    _smtp_sink_lazy_certificates: LazyCertificates,
 ) -> SmtpSink:
     """The session's sink server, listening on ini ``smtp_sink_listen``. Session- and
     module-scoped fixtures take its address (``host``, ``port``); tests assert on it
     through ``smtp_sink``, which is this sink whenever no dedicated listener is asked for."""
-    base = ini_asked(pytestconfig).config
-    return _start(
-        smtp_sink_thread, base, ini_listen(pytestconfig), "smtp_sink_listen",
-        _tls_context(request, base), _smtp_sink_lazy_certificates,
-    )  # fmt: skip
+    from .fixtures import session_server
 
-
-def _start(
-    thread: SinkThread,
-    cfg: SinkConfig,
-    listen: str | None,
-    what: str,
-    ssl_context: ssl.SSLContext | None,
-    certificates: Callable[[], TestCertificates],
-) -> SmtpSink:
-    """A new sink in ``thread``; a listen error fails the test with a one-line message."""
-    from .loop import SinkError
-
-    if listen is None:
-        listen = "[::1]:0" if cfg.family == "inet6" else "127.0.0.1:0"
-    try:
-        sink = thread.start_server(
-            cfg, listen, ssl_context=ssl_context, certificates=certificates
-        )
-    except OSError as exc:
-        pytest.fail(f"{what}: cannot listen on {listen}: {exc}", pytrace=False)
-    except SinkError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    sink.server.command_log = COMMAND_LOG.info
-    return sink
-
-
-def _check(thread: SinkThread) -> None:
-    """Fail the current test (or its setup/teardown) if the sink's server had an error."""
-    from .loop import SinkError
-
-    try:
-        thread.check()
-    except SinkError as exc:
-        message = str(exc)
-    else:
-        return
-    pytest.fail(message, pytrace=False)
-
-
-def _fail_config(where: str, exc: ConfigError) -> NoReturn:
-    if isinstance(exc, UnknownOption):
-        pytest.fail(f"{where}: {exc}", pytrace=False)
-    pytest.fail(f"{where}: bad value for {exc.option or '?'}: {exc}", pytrace=False)
-
-
-def _asked(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Asked:
-    """The test's marker over the ini defaults; a bad marker fails it with one message."""
-    base = ini_asked(pytestconfig)
-    error: ConfigError | None = None
-    try:
-        asked = build(base.config, base.settings, marker_options(request.node))
-    except ConfigError as exc:
-        error = exc
-    if error is not None:  # outside the except block: the message is shown once
-        _fail_config("@pytest.mark.smtp_sink", error)
-    return asked
+    return session_server(request, smtp_sink_thread, pytestconfig, _smtp_sink_lazy_certificates)
 
 
 @pytest.fixture
@@ -282,62 +183,14 @@ def smtp_sink(
     smtp_sink_server: SmtpSink,
     smtp_sink_thread: SinkThread,
     pytestconfig: pytest.Config,
-    _smtp_sink_lazy_certificates: _LazyCertificates,
+    _smtp_sink_lazy_certificates: LazyCertificates,
 ) -> Iterator[SmtpSink]:
     """The sink for this test, configured by its ``smtp_sink`` marker; capture cleared."""
-    from .loop import SinkError
+    from .fixtures import sink_for_test
 
-    asked = _asked(request, pytestconfig)
-    base = ini_asked(pytestconfig).config
-    cfg = asked.config
-    seed = seed_of_test(pytestconfig, request.node.nodeid)
-    if cfg.seed is None and is_random(cfg):
-        cfg = cfg.replace(seed=seed)
-    request.node.stash[_SETTINGS_KEY] = asked.settings
-    _check(smtp_sink_thread)
-    ssl_context = _tls_context(request, cfg)
-    if asked.dedicated:
-        sink = _start(
-            smtp_sink_thread, cfg, asked.listen, "@pytest.mark.smtp_sink", ssl_context,
-            _smtp_sink_lazy_certificates,
-        )  # fmt: skip
-        sink.seed = seed
-        _register(request, sink)
-        try:
-            yield sink
-        finally:
-            smtp_sink_thread.stop_server(sink)
-            _after_test(request, [sink], smtp_sink_thread)
-        return
-    sink = smtp_sink_server
-    if not smtp_sink_thread.is_running(sink):
-        # It crashed in an earlier test (which got the error): serve again, same address.
-        try:
-            smtp_sink_thread.restart_server(sink)
-        except (OSError, SinkError) as exc:
-            pytest.fail(f"cannot restart the smtp-sink session server: {exc}", pytrace=False)
-    if ssl_context is not None and sink.server.ssl_context is None:
-        smtp_sink_thread.call(setattr, sink.server, "ssl_context", ssl_context)
-    if sink.server.config is not cfg:
-        smtp_sink_thread.call(_set_config, sink, cfg)
-    if cfg.rules:  # rules counted per sink count from 0 in every test
-        smtp_sink_thread.call(sink.server.reset_rule_counters)
-    sink.clear()
-    sink.seed = seed
-    _register(request, sink)
-    try:
-        yield sink
-    finally:
-        with contextlib.suppress(SinkError, OSError):  # reported by _after_test
-            if sink.server.config is not base:
-                smtp_sink_thread.call(_set_config, sink, base)
-            smtp_sink_thread.restart_server(sink)  # after a stop() in the test
-        _after_test(request, [sink], smtp_sink_thread)
-
-
-def _set_config(sink: SmtpSink, cfg: SinkConfig) -> None:
-    if sink.server.config is not cfg:
-        sink.server.config = cfg
+    yield from sink_for_test(
+        request, smtp_sink_server, smtp_sink_thread, pytestconfig, _smtp_sink_lazy_certificates
+    )
 
 
 @pytest.fixture
@@ -345,7 +198,7 @@ def smtp_sink_factory(
     request: pytest.FixtureRequest,
     smtp_sink_thread: SinkThread,
     pytestconfig: pytest.Config,
-    _smtp_sink_lazy_certificates: _LazyCertificates,
+    _smtp_sink_lazy_certificates: LazyCertificates,
 ) -> Iterator[SmtpSinkFactory]:
     """Start extra sinks for this test: ``backup = smtp_sink_factory(reject="RCPT")``.
 
@@ -353,89 +206,11 @@ def smtp_sink_factory(
     gets its own port and capture and is stopped at the end of the test. A bad option
     raises ConfigError (a ValueError).
     """
-    started: list[SmtpSink] = []
-    base = ini_asked(pytestconfig)
+    from .fixtures import factory_for_test
 
-    def factory(name: str | None = None, **options: Any) -> SmtpSink:
-        __tracebackhide__ = True
-        try:
-            asked = build(base.config, base.settings, options)
-        except UnknownOption as exc:
-            raise UnknownOption(f"smtp_sink_factory: {exc}", option=exc.option) from None
-        except ConfigError as exc:
-            raise ConfigError(
-                f"smtp_sink_factory: bad value for {exc.option}: {exc}", option=exc.option
-            ) from None
-        cfg = asked.config
-        seed = seed_of_test(pytestconfig, f"{request.node.nodeid}:{len(started)}")
-        if cfg.seed is None and is_random(cfg):
-            cfg = cfg.replace(seed=seed)
-        listen = asked.listen or ("[::1]:0" if cfg.family == "inet6" else "127.0.0.1:0")
-        sink = smtp_sink_thread.start_server(
-            cfg, listen, ssl_context=_tls_context(request, cfg),
-            certificates=_smtp_sink_lazy_certificates,
-        )  # fmt: skip
-        sink.server.command_log = COMMAND_LOG.info
-        sink.seed = seed
-        started.append(sink)
-        _register(request, sink, name or f"sink{len(started) - 1}")
-        return sink
-
-    try:
-        yield factory
-    finally:
-        for sink in started:
-            smtp_sink_thread.stop_server(sink)
-        _after_test(request, started, smtp_sink_thread)
-
-
-def _register(request: pytest.FixtureRequest, sink: SmtpSink, name: str | None = None) -> None:
-    node = request.node
-    node.stash.setdefault(_HANDLE_KEY, []).append(sink)
-    if name is not None:
-        node.stash.setdefault(_NAMES_KEY, {})[id(sink)] = name
-
-
-# ---------------------------------------------------------------- after each test
-
-
-def _after_test(request: pytest.FixtureRequest, sinks: list[SmtpSink], thread: SinkThread) -> None:
-    from .report import strict_problems
-
-    node = request.node
-    problems: list[str] = []
-    settings = node.stash.get(_SETTINGS_KEY, TestSettings())
-    for sink in sinks:
-        problems += sink.check_expectations()
-        if settings.strict:
-            problems += strict_problems(sink)
-    _write_dumps(request, sinks)
-    _check(thread)
-    if problems:
-        pytest.fail("smtp_sink: " + "\nsmtp_sink: ".join(problems), pytrace=False)
-
-
-def _write_dumps(request: pytest.FixtureRequest, sinks: list[SmtpSink]) -> None:
-    root = request.config.getoption("smtp_sink_dump")
-    if not root:
-        return
-    from .dumps import fresh_folder, write_dumps
-
-    node = request.node
-    if request.config.getoption("smtp_sink_dump_failed") and not node.stash.get(
-        _FAILED_KEY, False
-    ):
-        return
-    folder = node.stash.get(_DUMP_KEY, None)
-    if folder is None:
-        folder = node.stash[_DUMP_KEY] = fresh_folder(root, node.nodeid)
-    names = node.stash.get(_NAMES_KEY, {})
-    for sink in sinks:
-        name = names.get(id(sink))
-        write_dumps(folder / name if name else folder, sink.capture.everything)
-
-
-_DUMP_KEY: pytest.StashKey[Any] = pytest.StashKey()
+    yield from factory_for_test(
+        request, smtp_sink_thread, pytestconfig, _smtp_sink_lazy_certificates
+    )
 
 
 # ------------------------------------------------------------------ report section
@@ -449,15 +224,16 @@ def pytest_runtest_makereport(
     report: pytest.TestReport = outcome.get_result()
     if report.when != "call":
         return
-    item.stash[_FAILED_KEY] = report.failed
+    item.stash[FAILED_KEY] = report.failed
     if not report.failed:
         return
-    sinks = item.stash.get(_HANDLE_KEY, [])
+    sinks = item.stash.get(HANDLE_KEY, [])
     if not sinks:
         return
     from .report import conversation, nobody_came
+    from .settings import TestSettings
 
-    settings = item.stash.get(_SETTINGS_KEY, TestSettings())
+    settings = item.stash.get(SETTINGS_KEY, None) or TestSettings()
     text = conversation(sinks, settings)
     if text:
         report.sections.append(("Captured SMTP conversation", text))

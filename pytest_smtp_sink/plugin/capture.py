@@ -143,6 +143,7 @@ class Capture:
         self._all: list[Transaction] = []  # both, in the order they came
         self._transcripts: dict[int, Transcript] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._seen = 0  # _accepted[:_seen] ends with the last transaction a wait returned
         self.first_session = 0  # the server's session number when the capture was cleared
 
     # -- written from the server's thread
@@ -193,12 +194,28 @@ class Capture:
             self._refused.clear()
             self._all.clear()
             self._transcripts.clear()
+            self._seen = 0
             self.first_session = first_session
 
     def mark(self) -> int:
-        """Where the transactions accepted from now on begin (``new=True`` waits)."""
+        """Where the transactions accepted from now on begin (``assert_no_mail``)."""
         with self._cond:
             return len(self._accepted)
+
+    def unseen(self) -> int:
+        """Where the transactions no wait returned yet begin (``new=True`` waits): after the
+        last one an earlier wait returned. Mail accepted before the wait began counts, so
+        ``send(); wait_for(new=True)`` has no race."""
+        with self._cond:
+            return self._seen
+
+    def _returned(self, found: list[Transaction], start: int) -> None:
+        # under self._cond: later new=True waits begin after the last transaction returned
+        last = found[-1]
+        for i in range(len(self._accepted) - 1, start - 1, -1):
+            if self._accepted[i] is last:
+                self._seen = max(self._seen, i + 1)
+                return
 
     def matching(self, criteria: Criteria, start: int = 0) -> list[Transaction]:
         with self._cond:
@@ -213,6 +230,8 @@ class Capture:
             while True:
                 found = [tx for tx in self._accepted[start:] if criteria(tx)]
                 if len(found) >= count:
+                    if found:
+                        self._returned(found, start)
                     return found
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -223,10 +242,13 @@ class Capture:
         self, count: int, timeout: float, criteria: Criteria = ANY, start: int = 0
     ) -> list[Transaction]:
         """The matching transactions if there are ``count`` already, else the error."""
-        found = self.matching(criteria, start)
-        if len(found) < count:
-            raise self.timeout_error(count, timeout, criteria, start)
-        return found
+        with self._cond:
+            found = [tx for tx in self._accepted[start:] if criteria(tx)]
+            if len(found) >= count:
+                if found:
+                    self._returned(found, start)
+                return found
+        raise self.timeout_error(count, timeout, criteria, start)
 
     def timeout_error(
         self, count: int, timeout: float, criteria: Criteria = ANY, start: int = 0

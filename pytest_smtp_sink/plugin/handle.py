@@ -59,7 +59,10 @@ class SmtpSinkFactory(Protocol):
     """The ``smtp_sink_factory`` fixture: ``backup = smtp_sink_factory(name="backup",
     soft_reject="RCPT")`` starts a sink of its own for the test."""
 
-    def __call__(self, name: str | None = None, **options: Unpack[SinkOptions]) -> SmtpSink: ...
+    def __call__(self, name: str | None = None, **options: Unpack[SinkOptions]) -> SmtpSink:
+        """A new sink for this test, with ``options`` over the ini settings; ``name`` is how
+        reports call it (default: its hostname). It stops after the test."""
+        ...
 
 
 def _set_config(server: SinkServer, config: SinkConfig) -> None:
@@ -69,9 +72,13 @@ def _set_config(server: SinkServer, config: SinkConfig) -> None:
 class SmtpSink:
     """A running sink: where it listens, what it is configured to do, what it captured.
 
-    ``certificates``: where the test CA comes from (made on first use), for ``ca_file``
-    and ``client_ssl_context()``; ``control``: how to reach the server's loop.
+    The ``smtp_sink`` fixture, ``smtp_sink_factory`` and ``open_sink`` make them; each sees
+    only the mail of its own test. Point the code under test at ``host`` and ``port``, then
+    read ``transactions`` (or wait for mail with ``wait_for``).
     """
+
+    # certificates: where the test CA comes from (made on first use), for ca_file and
+    # client_ssl_context(); control: how to reach the server's loop.
 
     def __init__(
         self,
@@ -257,9 +264,11 @@ class SmtpSink:
     ) -> list[Transaction]:
         """Block until ``count`` accepted transactions match (recipient ``to``, MAIL FROM
         ``sender``, ``subject`` text or pattern, ``match(tx)``); they are returned. ``new``:
-        only mail accepted from now on. The TimeoutError lists what did arrive."""
+        only mail after the last transaction an earlier wait returned (whether it came before
+        this call or not: ``send(); wait_for(new=True)`` has no race). The TimeoutError lists
+        what did arrive."""
         criteria = Criteria(to, sender, subject, match)
-        return self.capture.wait(count, timeout, criteria, self.capture.mark() if new else 0)
+        return self.capture.wait(count, timeout, criteria, self.capture.unseen() if new else 0)
 
     async def wait_for_async(
         self,
@@ -275,7 +284,7 @@ class SmtpSink:
         """``wait_for`` without blocking the event loop (trio or asyncio)."""
         criteria = Criteria(to, sender, subject, match)
         return await self._wait_async(
-            count, timeout, criteria, self.capture.mark() if new else 0
+            count, timeout, criteria, self.capture.unseen() if new else 0
         )
 
     def assert_no_mail(

@@ -24,7 +24,7 @@ Commands = str | Sequence[str]  # "RCPT", "RCPT,DATA", ["MAIL", "."]
 
 class SinkOptions(TypedDict, total=False):
     """Every keyword of ``@pytest.mark.smtp_sink``, ``smtp_sink_factory`` and
-    ``smtp_sink.configure`` (README's option table says what each does)."""
+    ``smtp_sink.configure`` (the option table says what each does), for type checkers."""
 
     family: Literal["inet", "inet4", "inet6"]
     max_connections: int

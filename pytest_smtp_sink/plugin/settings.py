@@ -3,9 +3,7 @@ address of each xdist worker, and the seeds of random faults."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from ..core.options import CLI_ONLY_NAMES, CONVERTERS, LISTENER_NAMES, PLUGIN_NA
 
 # Captured messages live in memory: a runaway client should fail its test, not the machine.
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
-# In pytest the defaults model a modern MTA (DESIGN §7); TLS only when a test asks for it.
+# In pytest the defaults model a modern MTA; TLS only when a test asks for it.
 PYTEST_DEFAULTS: dict[str, Any] = {
     "max_message_size": DEFAULT_MAX_MESSAGE_SIZE,  # and SIZE announced
     "smtputf8": True,
@@ -184,27 +182,6 @@ def _unknown(name: str) -> UnknownOption:
 
 
 # --------------------------------------------------------------------------- seeds
-
-_SEED_KEY = pytest.StashKey[int]()
-
-
-def session_seed(config: pytest.Config) -> int:
-    """The run's seed: --smtp-sink-seed, else pytest-randomly's, else a new one."""
-    seed = config.stash.get(_SEED_KEY, None)
-    if seed is None:
-        chosen = config.getoption("smtp_sink_seed", None)
-        if chosen is None:
-            randomly = getattr(config.option, "randomly_seed", None)
-            chosen = randomly if isinstance(randomly, int) else random.randrange(1, 2**31)
-        seed = config.stash[_SEED_KEY] = int(chosen)
-    return seed
-
-
-def seed_of_test(config: pytest.Config, nodeid: str) -> int:
-    """One test's seed, from the run's and the test's id: a test gets the same faults
-    whichever tests run before it."""
-    digest = hashlib.sha256(f"{session_seed(config)}:{nodeid}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") | 1
 
 
 def is_random(cfg: SinkConfig) -> bool:
