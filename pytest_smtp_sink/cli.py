@@ -14,12 +14,13 @@ import ssl
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from typing import TextIO
 
 import trio
 
 from .core.argv import Invocation, parse_argv
 from .core.endpoint import ListenError
-from .core.errors import ConfigError, UsageError
+from .core.errors import ConfigError, UsageError, printable
 from .core.options import USAGE
 from .server.server import SinkServer, stderr_logger
 
@@ -42,10 +43,19 @@ def unsupported_options(inv: Invocation) -> str | None:
     return None
 
 
-def drop_privileges(user: str, chroot: str | None, give: Sequence[str] = ()) -> None:
+def drop_privileges(
+    user: str,
+    chroot: str | None,
+    give: Sequence[str] = (),
+    log: Callable[[str, str], None] | None = None,
+) -> None:
     """chroot (-R) and switch to ``user`` (-u), after the listeners are bound (POSIX).
-    ``give``: files to hand over to ``user`` first (so that it can clean them up)."""
+    ``give``: files to hand over to ``user`` first (so that it can clean them up);
+    ``log``: where ``-v -v`` says what is done, as Postfix does."""
     import pwd
+
+    if log is not None:
+        log("info", f"chroot {'(none)' if chroot is None else chroot} user {user}")
 
     try:
         entry = pwd.getpwnam(user)
@@ -59,7 +69,7 @@ def drop_privileges(user: str, chroot: str | None, give: Sequence[str] = ()) -> 
         raise Fatal(f"cannot switch to user {user}: not running as root")
     # The group list comes from /etc/group, which a chroot may not have.
     groups = os.getgrouplist(entry.pw_name, entry.pw_gid) if root else []
-    if chroot:
+    if chroot is not None:  # -R '' is tried (and fails) as in Postfix
         try:
             os.chroot(chroot)
             os.chdir("/")
@@ -112,6 +122,8 @@ async def serve(inv: Invocation, prog: str) -> str | None:
     """Run the server until a signal, -M or -n; returns what stopped it."""
     cfg = inv.config
     log = stderr_logger(prog)
+    if cfg.verbose:  # Postfix's first -v line: the address families it will use
+        log("info", "name_mask: " + {"inet4": "ipv4", "inet6": "ipv6"}.get(cfg.family, "all"))
     with contextlib.ExitStack() as stack:
         context = None
         made: list[str] = []
@@ -142,7 +154,7 @@ async def _serve(
 
     def before_serving() -> None:
         if cfg.user is not None:
-            drop_privileges(cfg.user, cfg.chroot, give=made)
+            drop_privileges(cfg.user, cfg.chroot, give=made, log=log if cfg.verbose > 1 else None)
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -170,34 +182,45 @@ def _leaf_errors(exc: BaseException) -> list[BaseException]:
     return [leaf for e in inner for leaf in _leaf_errors(e)]
 
 
+def _getopt_complaint(err: TextIO, line: str) -> None:
+    """getopt's own message, as the C library prints it: the octets as typed."""
+    buffer = getattr(err, "buffer", None)
+    if buffer is None:
+        err.write(line)
+    else:
+        err.flush()
+        buffer.write(line.encode("utf-8", "surrogateescape"))
+        buffer.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     prog = _program_name(sys.argv[0] if argv is None else "smtp-sink")
     err = sys.stderr
+
+    def fatal(text: str, level: str = "fatal") -> int:
+        err.write(f"{prog}: {level}: {printable(text)}\n")
+        return 1
+
     try:
         inv = parse_argv(args)
     except UsageError as exc:
         # Postfix prints getopt's complaint, if any, then only the usage text: no reason
         # for a bad -A, -w or backlog (reference §1.1).
-        if str(exc).startswith(("invalid option", "option requires")):
-            err.write(f"{prog}: {exc}\n")
-        err.write(f"{prog}: fatal: {USAGE.format(prog=prog)}\n")
-        return 1
+        if str(exc).startswith(("invalid option", "option ", "unrecognized option")):
+            _getopt_complaint(err, f"{prog}: {exc}\n")
+        return fatal(USAGE.format(prog=prog))
     except ConfigError as exc:
         if exc.usage:
-            err.write(f"{prog}: error: {exc}\n")
-            err.write(f"{prog}: fatal: {USAGE.format(prog=prog)}\n")
-        else:
-            err.write(f"{prog}: fatal: {exc}\n")
-        return 1
+            fatal(str(exc), "error")
+            return fatal(USAGE.format(prog=prog))
+        return fatal(str(exc))
     geteuid = getattr(os, "geteuid", None)  # POSIX: root must say which user to become
     if geteuid is not None and geteuid() == 0 and inv.config.user is None:
-        err.write(f"{prog}: fatal: -u option is required if running as root\n")
-        return 1
+        return fatal("-u option is required if running as root")
     unsupported = unsupported_options(inv)
     if unsupported is not None:
-        err.write(f"{prog}: fatal: {unsupported}\n")
-        return 1
+        return fatal(unsupported)
     try:
         trio.run(serve, inv, prog)
     except KeyboardInterrupt:
@@ -208,6 +231,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not known or len(known) != len(leaves):
             raise
         for e in known:
-            err.write(f"{prog}: fatal: {e}\n")
+            fatal(str(e))
         return 1
     return 0

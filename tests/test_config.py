@@ -12,12 +12,15 @@ import pytest
 
 from pytest_smtp_sink.core.argv import Invocation, parse_argv
 from pytest_smtp_sink.core.config import SinkConfig, from_options
-from pytest_smtp_sink.core.errors import ConfigError, UsageError
+from pytest_smtp_sink.core.endpoint import Endpoint, ListenError
+from pytest_smtp_sink.core.errors import ConfigError, UsageError, printable
 from pytest_smtp_sink.core.options import OPTSTRING, USAGE
 from pytest_smtp_sink.core.values import (
     COMMAND_NAMES,
     DEFAULT_HARD_REPLY,
     DEFAULT_SOFT_REPLY,
+    atof,
+    atoi,
     parse_commands,
     parse_delay_spec,
     unescape,
@@ -741,3 +744,97 @@ def test_the_typed_options_are_the_option_table() -> None:
     from pytest_smtp_sink.core.options import PYTEST_NAMES
 
     assert set(SinkOptions.__annotations__) == {*PYTEST_NAMES, "listen"}
+
+
+# ------------------------------------------------ issue 13: Postfix's corners of the CLI
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("5", 5), (" 5", 5), ("+5", 5), ("5x", 5), ("x", 0), ("", 0), ("-3", -3),
+        ("2147483647", 2147483647), ("2147483648", -2147483648), ("4294967297", 1),
+        ("99999999999999999999", -1), ("-99999999999999999999", 0), ("9" * 5000, -1),
+    ],
+)  # fmt: skip
+def test_atoi_wraps_like_a_c_int(text: str, value: int) -> None:
+    assert atoi(text) == value
+
+
+def test_atof_reads_the_whole_part_as_atoi() -> None:
+    assert atof("0.5") == 0.5 and atof(".5") == 0.5 and atof("2.") == 2.0
+    assert atof("4294967297.5") == 1.5 and atof("-0.5") == -0.5 and atof("x") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        (["-t", "99999999999999999999"], "bad timeout: 99999999999999999999"),
+        (["-T", "2147483648"], "bad TCP window size: 2147483648"),
+        (["-H", "99999999999999999999"], "bad data read delay: 99999999999999999999"),
+        (["-m", "2147483648"], "bad concurrency limit: 2147483648"),
+        (["-W", "data:4294967296"], "non-positive 'data' delay"),
+        (["-f", "starttls", "-t", "0"], "unknown command: starttls"),
+        (["-r", "starttls,bogus"], "unknown command: starttls"),
+        (["-r", "bogus,starttls"], "unknown command: bogus"),
+    ],
+)
+def test_postfix_order_and_ranges(opts: list[str], message: str) -> None:
+    assert str(fatal(*opts)) == message
+
+
+def test_delay_fields_are_the_non_empty_ones() -> None:
+    for spec in ("data::1", "::data::1::", "data:1:0:7"):
+        assert parse_argv(["-W", spec, "x:1", "1"]).config.delays == {"DATA": (1.0, 0)}
+    assert parse_argv(["-W", "data:1:4294967297", "x:1", "1"]).config.delays == {"DATA": (1.0, 1)}
+
+
+def test_extension_command_with_its_extension_anywhere() -> None:
+    assert "STARTTLS" in parse_argv(["-f", "starttls", "--starttls", "x:1", "1"]).config.reject
+
+
+@pytest.mark.parametrize(
+    ("address", "endpoint"),
+    [
+        ("127.0.0.1:25", ("127.0.0.1", "25")), (":25", ("", "25")), ("25", ("", "25")),
+        ("[::1]:25", ("::1", "25")), ("[ipv6:::1]:25", ("::1", "25")),
+        ("[IPv6:::1]:smtp", ("::1", "smtp")), ("::1:25", ("::1", "25")),
+        ("inet:a_b.example:25", ("a_b.example", "25")), ("0.0.0.0:1", ("0.0.0.0", "1")),
+        ("127.0.0.1:-1", ("127.0.0.1", "-1")),
+    ],
+)  # fmt: skip
+def test_listen_address_forms(address: str, endpoint: tuple[str, str]) -> None:
+    ep = Endpoint.parse(address)
+    assert (ep.kind, ep.host, ep.port) == ("inet", *endpoint)
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("127.0.0.1:", "127.0.0.1:: missing service information"),
+        ("inet:", ": missing service information"),
+        ("127.0.0.1", "127.0.0.1: garbage after numerical service"),
+        ("127.0.0.1:25x", "127.0.0.1:25x: garbage after numerical service"),
+        ("[127.0.0.1]x:25", '[127.0.0.1]x:25: garbage after "]"'),
+        ("[127.0.0.1", '[127.0.0.1: missing "]"'),
+        ("[ipv6:127.0.0.1]:25", "[ipv6:127.0.0.1]:25: malformed IPv6 address"),
+        ("300.1.1.1:25", "300.1.1.1:25: valid hostname or network address required"),
+        ("0.1.2.3:25", "0.1.2.3:25: valid hostname or network address required"),
+        ("[]:25", "[]:25: valid hostname or network address required"),
+        ("a..b:25", "a..b:25: valid hostname or network address required"),
+        ("-a:25", "-a:25: valid hostname or network address required"),
+        ("x" * 64 + ":25", "x" * 64 + ":25: valid hostname or network address required"),
+        ("unix:", "chmod socket : No such file or directory"),
+    ],
+)
+def test_bad_listen_addresses(address: str, message: str) -> None:
+    with pytest.raises(ListenError) as info:
+        Endpoint.parse(address)
+    assert str(info.value) == message
+
+
+def test_printable_counts_octets() -> None:
+    assert printable("rcpt\udcff") == "rcpt?"
+    assert printable("rcpt\u00e9") == "rcpt??"
+    assert printable("a\tb\x01") == "a?b?"
+    assert printable("plain text") == "plain text"

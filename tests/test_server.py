@@ -252,7 +252,7 @@ async def test_unix_path_in_missing_directory(tmp_path: Path) -> None:
     server = SinkServer(SinkConfig(), f"unix:{path}", log=Log())
     with pytest.raises(ListenError) as info:
         await server.run()
-    assert str(info.value) == f"bind {path}: No such file or directory"
+    assert str(info.value) == f"bind: {path}: No such file or directory"
 
 
 @pytest.mark.skipif(support.HAVE_UNIX_SOCKETS, reason="AF_UNIX exists here")

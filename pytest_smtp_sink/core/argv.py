@@ -16,7 +16,7 @@ from typing import Any
 from .config import SinkConfig
 from .errors import ConfigError, UsageError
 from .options import APPEND, BY_FLAG, BY_LONG, COUNT, DELAY, ENTRY, UNION, Option
-from .values import EXTENSION_COMMANDS, Delay, atoi
+from .values import COMMAND_NAMES, EXTENSION_COMMANDS, Delay, atoi
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,36 @@ def _getopt(argv: Sequence[str], rest: list[str]) -> Iterator[tuple[Option, str,
     rest.extend(argv[i:])
 
 
+def _extensions_given(argv: Sequence[str]) -> set[str]:
+    """The extension switches anywhere on the command line (up to a first bad option), so
+    that a command list naming STARTTLS or BDAT is checked where getopt reaches it."""
+    rest: list[str] = []
+    given: set[str] = set()
+    try:
+        for option, _, _ in _getopt(argv, rest):
+            if option.name in EXTENSION_COMMANDS.values() and option.switch:
+                given.add(option.name)
+    except UsageError:
+        pass
+    return given
+
+
+def _check_extension_words(option: Option, spelled: str, text: str, given: set[str]) -> None:
+    """STARTTLS or BDAT in a command list without its extension is Postfix's "unknown
+    command", reported in list order with the other unknown names."""
+    if option.merge == UNION:
+        words = re.split(r"[ \t\r\n,]+", text)
+    else:
+        words = [f for f in text.split(":") if f][:1]
+    for word in words:
+        upper = word.upper()
+        needs = EXTENSION_COMMANDS.get(upper)
+        if needs is not None and needs not in given:
+            raise ConfigError(f"unknown command: {word}", option=spelled)
+        if upper and upper not in COMMAND_NAMES:
+            return  # the option's own parser reports it
+
+
 def parse_argv(argv: Sequence[str]) -> Invocation:
     """Parse ``[options] ADDRESS BACKLOG`` (argv without the program name)."""
     kw: dict[str, Any] = {}
@@ -90,14 +120,11 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
     entries: dict[str, dict[str, Any]] = {}
     verbose = 0
     args: list[str] = []
-    typed: list[tuple[str, str]] = []  # (flag, name as typed) of extension commands
+    extensions = _extensions_given(argv)
     for option, spelled, text in _getopt(argv, args):
-        value: Any = option.switch if option.parse is None else option.parse(text, spelled)
         if option.merge in (UNION, DELAY):
-            words = re.split(r"[ \t\r\n,]+", text) if option.merge == UNION else [
-                text.lstrip(":").partition(":")[0]
-            ]
-            typed += [(spelled, w) for w in words if w.upper() in EXTENSION_COMMANDS]
+            _check_extension_words(option, spelled, text, extensions)
+        value: Any = option.switch if option.parse is None else option.parse(text, spelled)
         if option.merge == UNION:
             commands.setdefault(option.name, set()).update(value)
         elif option.merge == COUNT:
@@ -124,9 +151,6 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
     kw.update(entries)
     kw["delays"] = delays
     kw["verbose"] = verbose
-    for spelled, word in typed:  # without its extension, Postfix's "unknown command"
-        if not kw.get(EXTENSION_COMMANDS[word.upper()]):
-            raise ConfigError(f"unknown command: {word}", option=spelled)
     for name, flag in (("dump_template", "-d"), ("dump_file_template", "-D")):
         if kw.get(name) == "":
             raise ConfigError("empty dump template", option=flag)

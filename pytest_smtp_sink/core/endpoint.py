@@ -1,13 +1,23 @@
-"""Listen addresses: ``host:port``, ``[::1]:port``, ``inet:...``, ``unix:/path`` (parsed
-without touching the network, so that options can be checked early)."""
+"""Listen addresses: ``host:port``, ``[::1]:port``, ``[ipv6:::1]:port``, ``inet:...``,
+``unix:/path``, parsed without touching the network (so that options can be checked early)
+with Postfix's ``host_port()`` rules and error texts (``ADDRESS: missing service
+information``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
+import re
+from dataclasses import dataclass, field
 
 
 class ListenError(OSError):
-    """A listener could not be set up; ``str()`` is a one-line explanation."""
+    """A listener could not be set up; ``str()`` is a one-line explanation (the command
+    line's, as Postfix words it), ``explained()`` the same with a hint where that is cryptic."""
+
+    hint = ""
+
+    def explained(self) -> str:
+        return f"{self} ({self.hint})" if self.hint else str(self)
 
 
 @dataclass(frozen=True)
@@ -17,20 +27,101 @@ class Endpoint:
     kind: str  # "inet" or "unix"
     host: str  # inet: host or "" for any; unix: the path
     port: str  # inet: port or service name
+    #: the address as given (after ``inet:``): what Postfix's messages start with
+    text: str = field(default="", compare=False)
 
     @classmethod
     def parse(cls, address: str) -> Endpoint:
         if address.startswith("unix:"):
             path = address[5:]
             if not path:
-                raise ListenError(f"bad address: {address}")
-            return cls("unix", path, "")
-        rest = address[5:] if address.startswith("inet:") else address
-        host, sep, port = rest.rpartition(":")
+                # What Postfix prints: Linux binds "" to an automatic abstract name, and
+                # the chmod() of "" that follows fails.
+                error = ListenError("chmod socket : No such file or directory")
+                error.hint = "unix: needs a socket path"
+                raise error
+            return cls("unix", path, "", address)
+        text = address[5:] if address.startswith("inet:") else address
+        host, port = _host_port(text)
+        return cls("inet", host, port, text)
+
+    def error(self, reason: object) -> ListenError:
+        """``ADDRESS: reason``, as Postfix reports a lookup failure."""
+        return ListenError(f"{self.text or self.host + ':' + self.port}: {reason}")
+
+
+def _host_port(text: str) -> tuple[str, str]:
+    """Postfix's ``host_port()`` with an empty default host and no default service:
+    ``[host]:port``, ``[ipv6:addr]:port``, ``host:port`` (split at the last colon), ``port``."""
+    bracketed = text.startswith("[")
+    if bracketed:
+        rest = text[1:]
+        ipv6 = rest[:5].lower() == "ipv6:"
+        if ipv6:
+            rest = rest[5:]
+        host, sep, after = rest.partition("]")
         if not sep:
-            host, port = "", rest
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        if not port:
-            raise ListenError(f"bad address: {address}: missing port")
-        return cls("inet", host, port)
+            raise ListenError(f'{text}: missing "]"')
+        if after and not after.startswith(":"):
+            raise ListenError(f'{text}: garbage after "]"')
+        if ipv6 and not _valid_ipv6(host):
+            raise ListenError(f"{text}: malformed IPv6 address")
+        port = after[1:]
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            host, port = "", text
+    if not port:
+        raise ListenError(f"{text}: missing service information")
+    # An empty host outside brackets is "any address"; "[]" is checked like any name.
+    if (host or bracketed) and not (_valid_hostname(host) or _valid_hostaddr(host)):
+        raise ListenError(f"{text}: valid hostname or network address required")
+    if port[0].isdigit() and not (port.isascii() and port.isdigit()):
+        raise ListenError(f"{text}: garbage after numerical service")
+    return host, port
+
+
+_LABEL_CHAR = re.compile(r"[A-Za-z0-9_]")
+
+
+def _valid_hostname(name: str) -> bool:
+    """Postfix's ``valid_hostname()``: labels of letters, digits, '_' and inner hyphens,
+    at most 63 long, 255 in all, not all-numeric (that is an address, checked apart)."""
+    if not name or len(name) > 255:
+        return False
+    numeric = True
+    for label in name.split("."):
+        if not label or len(label) > 63 or label[0] == "-" or label[-1] == "-":
+            return False
+        for ch in label:
+            if ch != "-" and not _LABEL_CHAR.fullmatch(ch):
+                return False
+            if not ch.isdigit():
+                numeric = False
+    return not numeric
+
+
+def _valid_hostaddr(addr: str) -> bool:
+    return _valid_ipv6(addr) if ":" in addr else _valid_ipv4(addr)
+
+
+def _valid_ipv4(addr: str) -> bool:
+    """Postfix's ``valid_ipv4_hostaddr()``: four decimal octets (leading zeros allowed),
+    the first non-zero unless the whole address is zeros."""
+    parts = addr.split(".")
+    if len(parts) != 4:
+        return False
+    for part in parts:
+        if not (part.isascii() and part.isdigit()) or int(part) > 255:
+            return False
+    return not (int(parts[0]) == 0 and addr.strip("0."))
+
+
+def _valid_ipv6(addr: str) -> bool:
+    if "%" in addr or not addr.isascii():  # no zone index in a listen address
+        return False
+    try:
+        ipaddress.IPv6Address(addr)
+    except ValueError:
+        return False
+    return True

@@ -14,3 +14,13 @@ class ConfigError(ValueError):
 
 class UsageError(ConfigError):
     """Postfix prints ``fatal: usage: ...`` for these."""
+
+
+def printable(text: str) -> str:
+    """A diagnostic as Postfix prints one: every octet that is not printable ASCII (tabs
+    and 8-bit octets included) becomes ``?``. Non-ASCII characters count by their octets as
+    they were typed (UTF-8, or the raw octets of a command-line argument)."""
+    if text.isascii() and text.isprintable():
+        return text
+    data = text.encode("utf-8", "surrogateescape")
+    return "".join(chr(b) if 0x20 <= b < 0x7F else "?" for b in data)

@@ -18,6 +18,7 @@ from .rules import address_rules, parse_rule, rules_value
 from .values import (
     Convert,
     argv_text,
+    atof,
     bool_value,
     check_reply,
     cli_count,
@@ -225,13 +226,15 @@ def _users(name: str, value: object) -> dict[str, str] | None:
 
 
 def _cli_abort_delay(text: str, flag: str) -> float:
-    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+    # Postfix: digits only, read with atoi (so 2147483648 wraps negative and is refused).
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text) or atof(text) < 0:
         raise UsageError(f"bad abort delay: {text}", option=flag, usage=True)
-    return float(text)
+    return atof(text)
 
 
 def _cli_reply(first: str, kind: str) -> CliParse:
-    return lambda text, flag: check_reply(argv_text(text), first, kind, flag)
+    # checked as typed (its error names the octets as typed), kept as octets
+    return lambda text, flag: argv_text(check_reply(text, first, kind, flag))
 
 
 def _cli_seconds(what: str) -> CliParse:
@@ -537,7 +540,7 @@ def ini_help_module() -> str:
 
     lines = [
         '"""The ini options of the plugin and their help (generated from core/options.py by',
-        "``python -m pytest_smtp_sink.core.options``: do not edit).\"\"\"",
+        '``python -m pytest_smtp_sink.core.options``: do not edit)."""',
         "",
         "# ruff: noqa: E501",
         "INI_HELP: tuple[tuple[str, str], ...] = (",

@@ -93,21 +93,20 @@ def positive_int(value: object, what: str, option: str) -> int:
 
 
 def parse_delay_spec(spec: str) -> tuple[str, Delay]:
-    """Parse a -W argument ``cmd:delay[:odds]`` with Postfix's rules and error texts."""
-    rest = spec.lstrip(":")
-    cmd, sep, rest = rest.partition(":")
-    if not sep or not cmd:
+    """Parse a -W argument ``cmd:delay[:odds]`` with Postfix's rules and error texts: the
+    fields are the non-empty ones between colons (``data::1`` is ``data:1``), fields after
+    the odds are ignored."""
+    fields = [f for f in spec.split(":") if f]
+    if len(fields) < 2:
         raise ConfigError(f"invalid command delay argument: {spec}", option="-W")
-    delay_text, sep, odds_text = rest.partition(":")
-    if not delay_text:
-        raise ConfigError(f"invalid command delay argument: {spec}", option="-W")
+    cmd, delay_text = fields[0], fields[1]
     name = cmd.upper()
     if name not in COMMAND_NAMES:
         raise ConfigError(f"unknown command: {cmd}", option="-W")
     seconds = atof(delay_text)
     if not seconds > 0:
         raise ConfigError(f"non-positive '{cmd}' delay", option="-W")
-    odds = atoi(odds_text) if sep else 0
+    odds = atoi(fields[2]) if len(fields) > 2 else 0
     if odds < 0 or odds > 99:
         raise ConfigError(f"delay odds for '{cmd}' out of range", option="-W")
     return name, (seconds, odds)
@@ -118,16 +117,39 @@ def delay_specs(text: str) -> dict[str, Delay]:
     return dict(parse_delay_spec(s) for s in _LIST_SEPARATORS.split(text) if s)
 
 
+_C_NUMBER = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]*)(?:\.([0-9]*))?")
+_LONG_MAX = 2**63 - 1  # strtol() saturates at the bounds of a C long (64 bits here)
+
+
+def _c_int(negative: bool, digits: str) -> int:
+    """``(int) strtol(...)``: saturate at the C long bounds, then keep the low 32 bits,
+    signed (so ``2147483648`` is negative and ``4294967297`` is 1, as in Postfix)."""
+    digits = digits.lstrip("0")
+    value = _LONG_MAX + 1 if len(digits) > 19 else int(digits or "0")
+    value = min(value, _LONG_MAX + 1 if negative else _LONG_MAX)
+    value = (-value if negative else value) & 0xFFFFFFFF
+    return value - 2**32 if value >= 2**31 else value
+
+
 def atoi(text: str) -> int:
-    """C ``atoi``: leading whitespace, an optional sign, digits; anything else ends it."""
-    m = re.match(r"\s*([+-]?[0-9]+)", text)
-    return int(m.group(1)) if m else 0
+    """glibc's C ``atoi``: leading white space, a sign, digits; anything else ends it;
+    out-of-range values wrap as a C int does."""
+    m = _C_NUMBER.match(text)
+    assert m is not None
+    return _c_int(m.group(1) == "-", m.group(2))
 
 
 def atof(text: str) -> float:
-    """``atoi`` that also takes a decimal fraction (we accept sub-second delays)."""
-    m = re.match(r"\s*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))", text)
-    return float(m.group(1)) if m else 0.0
+    """``atoi`` that also takes a decimal fraction (we accept sub-second delays); the whole
+    part is read (and wraps) as ``atoi`` reads it."""
+    m = _C_NUMBER.match(text)
+    assert m is not None
+    sign, digits, fraction = m.groups()
+    if not digits and not fraction:
+        return 0.0
+    whole = _c_int(sign == "-", digits)
+    part = float("0." + fraction) if fraction else 0.0
+    return whole - part if sign == "-" else whole + part
 
 
 def cli_seconds(value: str, what: str, option: str) -> float:

@@ -114,7 +114,9 @@ def check_ini(config: pytest.Config) -> None:
     try:
         Endpoint.parse(ini_listen(config))
     except ListenError as exc:
-        raise pytest.UsageError(f"smtp_sink ini option: smtp_sink_listen: {exc}") from None
+        raise pytest.UsageError(
+            f"smtp_sink ini option: smtp_sink_listen: {exc.explained()}"
+        ) from None
 
 
 # ------------------------------------------------------------------------- markers
@@ -162,7 +164,7 @@ def build(base: SinkConfig, settings: TestSettings, options: Mapping[str, Any]) 
         try:
             Endpoint.parse(listen)
         except ListenError as exc:
-            raise ConfigError(str(exc), option="listen") from None
+            raise ConfigError(exc.explained(), option="listen") from None
     own = {n: CONVERTERS[n](n, options.pop(n)) for n in list(options) if n in PLUGIN_NAMES}
     if own:
         settings = TestSettings(**{**settings.__dict__, **own})

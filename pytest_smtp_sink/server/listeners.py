@@ -75,6 +75,7 @@ class Listeners:
         if family is None:
             raise ListenError(f"unix:{path}: unix-domain sockets are not supported here")
         sock = stdsocket.socket(family, stdsocket.SOCK_STREAM)
+        step = f"remove {path}"
         try:
             try:
                 # Postfix removes whatever is there; we spare directories.
@@ -82,13 +83,18 @@ class Listeners:
                     os.unlink(path)
             except FileNotFoundError:
                 pass
+            step = f"bind: {path}"
             sock.bind(path)
+            step = f"chmod socket {path}"
             os.chmod(path, 0o666)
+            step = "listen"
             sock.listen(self.backlog)
+            step = f"stat {path}"
             st = os.stat(path)
         except OSError as exc:
             sock.close()
-            raise ListenError(f"bind {path}: {exc.strerror or exc}") from exc
+            # Postfix's texts: "bind: PATH: ...", "chmod socket PATH: ...", "listen: ..."
+            raise ListenError(f"{step}: {exc.strerror or exc}") from exc
         self._unix_inode = (st.st_dev, st.st_ino)
         self.sockets.append(sock)
         self.addresses.append(path)
@@ -117,7 +123,7 @@ class Listeners:
             )
         except (stdsocket.gaierror, UnicodeError, OverflowError) as exc:
             reason = getattr(exc, "strerror", None) or exc
-            raise ListenError(f"host/service {host}:{port} not found: {reason}") from exc
+            raise self.endpoint.error(reason) from exc
         # The first address of each enabled family (Postfix binds only the very first; we
         # bind IPv4 and IPv6 both, as the man page promises).
         chosen: dict[int, tuple[str, int]] = {}
@@ -126,7 +132,7 @@ class Listeners:
             if fam in (stdsocket.AF_INET, stdsocket.AF_INET6) and fam not in chosen:
                 chosen[fam] = (str(sockaddr[0]), int(sockaddr[1]))
         if not chosen:
-            raise ListenError(f"host/service {host}:{port} has no usable address")
+            raise self.endpoint.error("no usable address")
         for attempt in range(_EPHEMERAL_RETRIES):
             socks: list[stdsocket.socket] = []
             bound_port: int | None = None

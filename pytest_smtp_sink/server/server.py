@@ -26,6 +26,7 @@ import trio
 from ..core.config import SinkConfig
 from ..core.endpoint import Endpoint, ListenError
 from ..core.envelope import Envelope
+from ..core.errors import printable
 from ..core.protocol import SinkProtocol
 from ..core.replies import Tables
 from ..dump.transaction import Transaction
@@ -61,7 +62,7 @@ def stderr_logger(prog: str = "smtp-sink") -> LogFunc:
 
     def log(level: str, text: str) -> None:
         prefix = f"{prog}: " if level == "info" else f"{prog}: {level}: "
-        sys.stderr.write(prefix + text + "\n")
+        sys.stderr.write(prefix + printable(text) + "\n")
         sys.stderr.flush()
 
     return log
@@ -361,9 +362,7 @@ class SinkServer:
         """How many connections were accepted so far (sessions are numbered from 1)."""
         return self._session_count
 
-    def message_answered(
-        self, session: int, envelope: Envelope, replies: tuple[str, ...]
-    ) -> None:
+    def message_answered(self, session: int, envelope: Envelope, replies: tuple[str, ...]) -> None:
         tx = self._unanswered.pop(id(envelope), None)
         if tx is None:
             return
