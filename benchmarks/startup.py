@@ -76,7 +76,8 @@ def main() -> None:
             times[name].append(time_to_greeting(command))
     for name, values in times.items():
         ms = sorted(v * 1000 for v in values)
-        print(f"{name:8} median {statistics.median(ms):7.1f} ms  min {ms[0]:7.1f}  max {ms[-1]:7.1f}")
+        median = statistics.median(ms)
+        print(f"{name:8} median {median:7.1f} ms  min {ms[0]:7.1f}  max {ms[-1]:7.1f}")
     if "postfix" in times:
         ratio = statistics.median(times["ours"]) / statistics.median(times["postfix"])
         print(f"ours/postfix start-up time: {ratio:.1f}x")
