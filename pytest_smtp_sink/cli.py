@@ -54,9 +54,6 @@ def drop_privileges(
     ``log``: where ``-v -v`` says what is done, as Postfix does."""
     import pwd
 
-    if log is not None:
-        log("info", f"chroot {'(none)' if chroot is None else chroot} user {user}")
-
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
@@ -75,14 +72,15 @@ def drop_privileges(
             os.chdir("/")
         except OSError as exc:
             raise Fatal(f"chroot({chroot}): {exc.strerror}") from exc
-    if not root:
-        return
-    try:
-        os.setgroups(groups)
-        os.setgid(entry.pw_gid)
-        os.setuid(entry.pw_uid)
-    except OSError as exc:
-        raise Fatal(f"cannot switch to user {user}: {exc.strerror}") from exc
+    if root:
+        try:
+            os.setgroups(groups)
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+        except OSError as exc:
+            raise Fatal(f"cannot switch to user {user}: {exc.strerror}") from exc
+    if log is not None:  # as Postfix: once it is done
+        log("info", f"chroot {'(none)' if chroot is None else chroot} user {user}")
 
 
 def _program_name(argv0: str) -> str:

@@ -777,6 +777,9 @@ def test_atof_reads_the_whole_part_as_atoi() -> None:
         (["-f", "starttls", "-t", "0"], "unknown command: starttls"),
         (["-r", "starttls,bogus"], "unknown command: starttls"),
         (["-r", "bogus,starttls"], "unknown command: bogus"),
+        (["-W", "bdat"], "invalid command delay argument: bdat"),
+        (["-W", "starttls:"], "invalid command delay argument: starttls:"),
+        (["-W", "bdat:1"], "unknown command: bdat"),
     ],
 )
 def test_postfix_order_and_ranges(opts: list[str], message: str) -> None:
@@ -801,11 +804,17 @@ def test_extension_command_with_its_extension_anywhere() -> None:
         ("[IPv6:::1]:smtp", ("::1", "smtp")), ("::1:25", ("::1", "25")),
         ("inet:a_b.example:25", ("a_b.example", "25")), ("0.0.0.0:1", ("0.0.0.0", "1")),
         ("127.0.0.1:-1", ("127.0.0.1", "-1")),
+        # Postfix's IPv6 check is looser than inet_pton: these pass it, then fail to resolve
+        ("[1:2:3]:25", ("1:2:3", "25")), ("[::ffff:01.2.3.4]:25", ("::ffff:01.2.3.4", "25")),
+        ("127.0.0.1:\u00b25", ("127.0.0.1", "\u00b25")),  # not an ASCII digit: a service
     ],
 )  # fmt: skip
 def test_listen_address_forms(address: str, endpoint: tuple[str, str]) -> None:
     ep = Endpoint.parse(address)
     assert (ep.kind, ep.host, ep.port) == ("inet", *endpoint)
+
+
+INVALID = "valid hostname or network address required"
 
 
 @pytest.mark.parametrize(
@@ -825,6 +834,12 @@ def test_listen_address_forms(address: str, endpoint: tuple[str, str]) -> None:
         ("-a:25", "-a:25: valid hostname or network address required"),
         ("x" * 64 + ":25", "x" * 64 + ":25: valid hostname or network address required"),
         ("unix:", "chmod socket : No such file or directory"),
+        ("[::1:2:3:4:5:6:7]:25", f"[::1:2:3:4:5:6:7]:25: {INVALID}"),
+        ("[::0.1.2.3]:25", "[::0.1.2.3]:25: valid hostname or network address required"),
+        ("[1::2::3]:25", "[1::2::3]:25: valid hostname or network address required"),
+        ("[12345::1]:25", "[12345::1]:25: valid hostname or network address required"),
+        ("[fe80::1%lo]:25", "[fe80::1%lo]:25: valid hostname or network address required"),
+        ("[ipv6:1::2::3]:25", "[ipv6:1::2::3]:25: malformed IPv6 address"),
     ],
 )
 def test_bad_listen_addresses(address: str, message: str) -> None:

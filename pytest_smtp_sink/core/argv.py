@@ -102,7 +102,8 @@ def _check_extension_words(option: Option, spelled: str, text: str, given: set[s
     if option.merge == UNION:
         words = re.split(r"[ \t\r\n,]+", text)
     else:
-        words = [f for f in text.split(":") if f][:1]
+        fields = [f for f in text.split(":") if f]
+        words = fields[:1] if len(fields) >= 2 else []  # else "invalid command delay"
     for word in words:
         upper = word.upper()
         needs = EXTENSION_COMMANDS.get(upper)
@@ -151,7 +152,8 @@ def parse_argv(argv: Sequence[str]) -> Invocation:
     kw.update(entries)
     kw["delays"] = delays
     kw["verbose"] = verbose
+    both = kw.get("dump_template") is not None and kw.get("dump_file_template") is not None
     for name, flag in (("dump_template", "-d"), ("dump_file_template", "-D")):
-        if kw.get(name) == "":
+        if kw.get(name) == "" and not both:  # both: Postfix's "use only one" comes first
             raise ConfigError("empty dump template", option=flag)
     return Invocation(SinkConfig(**kw), address, backlog)

@@ -5,7 +5,6 @@ information``)."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -76,7 +75,7 @@ def _host_port(text: str) -> tuple[str, str]:
     # An empty host outside brackets is "any address"; "[]" is checked like any name.
     if (host or bracketed) and not (_valid_hostname(host) or _valid_hostaddr(host)):
         raise ListenError(f"{text}: valid hostname or network address required")
-    if port[0].isdigit() and not (port.isascii() and port.isdigit()):
+    if port[0] in "0123456789" and not all(c in "0123456789" for c in port):
         raise ListenError(f"{text}: garbage after numerical service")
     return host, port
 
@@ -117,11 +116,41 @@ def _valid_ipv4(addr: str) -> bool:
     return not (int(parts[0]) == 0 and addr.strip("0."))
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def _valid_ipv6(addr: str) -> bool:
-    if "%" in addr or not addr.isascii():  # no zone index in a listen address
-        return False
-    try:
-        ipaddress.IPv6Address(addr)
-    except ValueError:
-        return False
-    return True
+    """Postfix's ``valid_ipv6_hostaddr()``: up to eight hex fields of up to four digits,
+    one ``::`` at most, an IPv4 tail after the second to sixth colon. Looser than
+    inet_pton (``1:2:3`` passes, and then fails to resolve), as in Postfix."""
+    fields = null_field = length = 0
+    i, n = 0, len(addr)
+    while True:
+        ch = addr[i] if i < n else ""
+        if ch == "":
+            if fields < 2:
+                return False
+            return not (length == 0 and null_field != fields - 1)
+        if ch == ".":
+            if fields < 2 or fields > 6:
+                return False
+            return _valid_ipv4(addr[i - length :])
+        if ch == ":":
+            if fields == 0 and length == 0 and addr[i + 1 : i + 2].isalnum():
+                return False  # a lone leading colon
+            fields += 1
+            if fields > 7:
+                return False
+            i += 1
+            length = 0
+            if addr[i : i + 1] == ":":
+                if null_field > 0:
+                    return False  # a second "::"
+                null_field = fields
+            continue
+        length = 0
+        while i + length < n and addr[i + length] in _HEX:
+            length += 1
+        if length == 0 or length > 4:
+            return False
+        i += length

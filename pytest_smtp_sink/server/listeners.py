@@ -13,6 +13,7 @@ import errno
 import os
 import socket as stdsocket
 import stat
+import sys
 from collections.abc import Callable
 
 import trio
@@ -74,6 +75,11 @@ class Listeners:
         family = unix_family()
         if family is None:
             raise ListenError(f"unix:{path}: unix-domain sockets are not supported here")
+        # sun_path holds 108 octets with its NUL on Linux, 104 on the BSDs and macOS:
+        # refused before anything at that path is touched, as Postfix does.
+        limit = 108 if sys.platform.startswith("linux") else 104
+        if len(os.fsencode(path)) >= limit:
+            raise ListenError(f"unix-domain name too long: {path}")
         sock = stdsocket.socket(family, stdsocket.SOCK_STREAM)
         step = f"remove {path}"
         try:

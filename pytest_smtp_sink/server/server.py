@@ -62,7 +62,8 @@ def stderr_logger(prog: str = "smtp-sink") -> LogFunc:
 
     def log(level: str, text: str) -> None:
         prefix = f"{prog}: " if level == "info" else f"{prog}: {level}: "
-        sys.stderr.write(prefix + printable(text) + "\n")
+        # line by line: a logged traceback keeps its lines
+        sys.stderr.write("\n".join(prefix + printable(line) for line in text.split("\n")) + "\n")
         sys.stderr.flush()
 
     return log

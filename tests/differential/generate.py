@@ -38,7 +38,8 @@ NUMBERS = [
     "2147483647", "2147483648", "4294967296", "4294967297", "99999999999999999999",
     "-2147483649",
 ]  # fmt: skip
-FRACTIONS = ["0.5", "1.5", ".5", "2."]  # ours takes decimals (README: Differences)
+# ours takes decimals (README: Differences); each with the whole number Postfix would need
+FRACTIONS = {"0.5": "1", "1.5": "2", ".5": "1", "2.": "2", "data:0.5": "data:1"}
 REPLIES = [
     "450", "550", "452 4.2.2 mailbox full", "554 5.7.1 no", "4501", "45", "5", "", "x450",
     "450x", "4\xff", "5\u00e9", "452 a\tb", "553-multi",
@@ -83,6 +84,9 @@ class CommandLine:
     args: tuple[str, ...]
     #: documented differences it may show (README: Differences from Postfix)
     features: frozenset[str]
+    #: ``args`` without the documented features (fractions made whole numbers, an empty
+    #: dump template made a real one): what the rules compare with
+    variant: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"cmdline{self.index}"
@@ -96,7 +100,7 @@ def _command_list(rng: random.Random) -> str:
 def _number(rng: random.Random, features: set[str]) -> str:
     if rng.random() < 0.06:
         features.add("fraction")
-        return rng.choice(FRACTIONS)
+        return rng.choice(["0.5", "1.5", ".5", "2."])
     return rng.choice(NUMBERS)
 
 
@@ -157,8 +161,24 @@ def command_lines(seed: int, count: int) -> list[CommandLine]:
             operands.append("extra")
         # a surrogate stands for an 8-bit octet that is not UTF-8 (as os.fsdecode gives it)
         typed = tuple(os.fsdecode(a.encode("latin-1")) if _is_8bit(a) else a for a in args)
-        out.append(CommandLine(index, (*typed, *operands), frozenset(features)))
+        variant: tuple[str, ...] = ()
+        if features & {"fraction", "empty template"}:
+            plain = [_whole(a) for a in typed]
+            for i in range(1, len(plain)):
+                if plain[i - 1] in ("-d", "-D") and plain[i] == "":
+                    plain[i] = TEMPLATES[0]
+            variant = (*plain, *operands)
+        out.append(CommandLine(index, (*typed, *operands), frozenset(features), variant))
     return out
+
+
+def _whole(arg: str) -> str:
+    """An option argument (or attached ``-t0.5``) with its fraction made a whole number."""
+    for fraction, whole in FRACTIONS.items():
+        for prefix in ("", *(f"-{c}" for c in "tHmMnTwAW")):
+            if arg == prefix + fraction:
+                return prefix + whole
+    return arg
 
 
 def _is_8bit(text: str) -> bool:

@@ -1057,10 +1057,15 @@ def startup_problems(case: StartupCase, pf: StartupResult, ours: StartupResult) 
 GREET_TIMEOUT = 4.0
 
 
+#: the status of a server that neither exited nor listened (a hang: always a failure)
+HUNG = -1
+
+
 def run_command_line(programs: Programs, side: SideName, args: Sequence[str]) -> StartupResult:
     """Start the side with ``args`` (``{port}`` and ``{dump}`` filled in); status None when
-    it greets a connection (it started), else its exit status and stderr. A server that
-    fails after binding (``-R``, ``-u``) is told apart by its greeting: no sleeps."""
+    it greets a connection (it started), ``HUNG`` when it neither exits nor listens, else
+    its exit status. A server that fails after binding (``-R``, ``-u``) is told apart by
+    its greeting: no sleeps."""
     port = free_port()
     dump = Path(tempfile.mkdtemp(prefix="sinkdiff-cmdline-"))
     dump.chmod(0o777)
@@ -1070,20 +1075,28 @@ def run_command_line(programs: Programs, side: SideName, args: Sequence[str]) ->
         *(a.replace("{port}", str(port)).replace(DUMP_PLACEHOLDER, str(dump)) for a in args),
     ]
     process = SinkProcess(argv)
+    status: int | None = None
     try:
         deadline = time.monotonic() + EXIT_TIMEOUT
-        while process.alive() and time.monotonic() < deadline:
-            if _tcp_listening(port, v6=False) or _tcp_listening(port, v6=True):
-                break
-            time.sleep(0.01)
-        if process.alive():
+        listening = False
+        while process.alive() and time.monotonic() < deadline and not listening:
+            listening = _tcp_listening(port, v6=False) or _tcp_listening(port, v6=True)
+            if not listening:
+                time.sleep(0.01)
+        if not process.alive():
+            status = process.stop()
+        elif not listening:
+            status = HUNG
+        else:
             family: Family = "inet" if _tcp_listening(port, v6=False) else "inet6"
-            if _greets(Endpoint(family, port=port)) or process.wait_exit(2.0) is None:
-                process.stop()
-                return StartupResult(None, _replace(process.stderr, port, dump))
-        status = process.stop()
+            if not _greets(Endpoint(family, port=port)):
+                exited = process.wait_exit(2.0)
+                status = exited if exited is not None else None
+        process.stop()
         return StartupResult(status, _replace(process.stderr, port, dump))
     finally:
+        if process.alive():
+            process.stop()
         shutil.rmtree(dump, ignore_errors=True)
 
 
