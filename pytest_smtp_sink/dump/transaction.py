@@ -12,15 +12,16 @@ becomes ``?``), except in an SMTPUTF8 transaction, whose dump holds them as UTF-
 from __future__ import annotations
 
 import dataclasses
-import email.policy
-import html
 import re
 import time
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.parser import BytesParser
 from functools import cached_property
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+# The email package (and html) load on first use: the command line never parses mail,
+# and its start-up should not pay for them.
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 from ..core.envelope import Envelope, address_of, params_of
 from ..core.framing import sanitize
@@ -148,6 +149,10 @@ class Transaction:
     @cached_property
     def message(self) -> EmailMessage:
         """The message, parsed (``email.policy.default``)."""
+        import email.policy
+        from email.message import EmailMessage
+        from email.parser import BytesParser
+
         msg = BytesParser(policy=email.policy.default).parsebytes(self.message_bytes)
         assert isinstance(msg, EmailMessage)
         return msg
@@ -170,6 +175,8 @@ class Transaction:
     @property
     def attachments(self) -> list[Attachment]:
         """The attachments: file name, content type, the decoded octets."""
+        from email.message import EmailMessage
+
         return [
             Attachment(part.get_filename(), part.get_content_type(), _payload(part))
             for part in self.message.iter_attachments()
@@ -180,6 +187,8 @@ class Transaction:
     def links(self) -> list[str]:
         """The URLs in the text and HTML bodies (``href`` targets and bare http(s) URLs),
         in order, each once."""
+        import html
+
         found: list[str] = []
         for body in (self.html or "", self.text or ""):
             for url in _HREF.findall(body) + _URL.findall(body):
@@ -230,6 +239,8 @@ _URL = re.compile(r"""https?://[^\s<>"')\]]+""")
 
 
 def _body(message: EmailMessage, subtype: str) -> str | None:
+    from email.message import EmailMessage
+
     part = message.get_body(preferencelist=(subtype,))
     if part is None or not isinstance(part, EmailMessage):
         return None
