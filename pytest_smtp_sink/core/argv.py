@@ -8,7 +8,6 @@ option table. Our extensions have long options only (``--starttls``, ``--tls-cer
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from .config import SinkConfig
 from .errors import ConfigError, UsageError
 from .options import APPEND, BY_FLAG, BY_LONG, COUNT, DELAY, ENTRY, UNION, Option
-from .values import COMMAND_NAMES, EXTENSION_COMMANDS, Delay, atoi
+from .values import COMMAND_NAMES, EXTENSION_COMMANDS, Delay, atoi, delay_fields, list_words
 
 
 @dataclass(frozen=True)
@@ -100,16 +99,16 @@ def _check_extension_words(option: Option, spelled: str, text: str, given: set[s
     """STARTTLS or BDAT in a command list without its extension is Postfix's "unknown
     command", reported in list order with the other unknown names."""
     if option.merge == UNION:
-        words = re.split(r"[ \t\r\n,]+", text)
+        words = list_words(text)
     else:
-        fields = [f for f in text.split(":") if f]
+        fields = delay_fields(text)
         words = fields[:1] if len(fields) >= 2 else []  # else "invalid command delay"
     for word in words:
         upper = word.upper()
         needs = EXTENSION_COMMANDS.get(upper)
         if needs is not None and needs not in given:
             raise ConfigError(f"unknown command: {word}", option=spelled)
-        if upper and upper not in COMMAND_NAMES:
+        if upper not in COMMAND_NAMES:
             return  # the option's own parser reports it
 
 

@@ -5,7 +5,7 @@ information``)."""
 
 from __future__ import annotations
 
-import re
+import string
 from dataclasses import dataclass, field
 
 
@@ -80,7 +80,7 @@ def _host_port(text: str) -> tuple[str, str]:
     return host, port
 
 
-_LABEL_CHAR = re.compile(r"[A-Za-z0-9_]")
+_LABEL_CHARS = frozenset(string.ascii_letters + string.digits + "_-")
 
 
 def _valid_hostname(name: str) -> bool:
@@ -93,7 +93,7 @@ def _valid_hostname(name: str) -> bool:
         if not label or len(label) > 63 or label[0] == "-" or label[-1] == "-":
             return False
         for ch in label:
-            if ch != "-" and not _LABEL_CHAR.fullmatch(ch):
+            if ch not in _LABEL_CHARS:
                 return False
             if not ch.isdigit():
                 numeric = False

@@ -31,16 +31,28 @@ Delay = tuple[float, int]  # (seconds, odds 0..99)
 _LIST_SEPARATORS = re.compile(r"[ \t\r\n,]+")
 
 
+def list_words(text: str) -> list[str]:
+    """The names of a command list (or the specs of an ini ``delays``), split as Postfix
+    splits them: on space, tab, CR, LF and comma."""
+    return [w for w in _LIST_SEPARATORS.split(text) if w]
+
+
+def delay_fields(spec: str) -> list[str]:
+    """The fields of a -W ``cmd:delay[:odds]``: the non-empty ones between colons, as
+    Postfix reads them (``data::1`` is ``data:1``)."""
+    return [f for f in spec.split(":") if f]
+
+
 def parse_commands(value: str | Iterable[str], option: str = "-f") -> frozenset[str]:
     """Split a command list on space/tab/CR/LF/comma; names are case-insensitive."""
     if isinstance(value, str):
-        names = [n for n in _LIST_SEPARATORS.split(value) if n]
+        names = list_words(value)
     else:
         names = []
         for item in value:
             if not isinstance(item, str):
                 raise ConfigError(f"bad command name: {item!r}", option=option)
-            names.extend(n for n in _LIST_SEPARATORS.split(item) if n)
+            names.extend(list_words(item))
     out = set()
     for name in names:
         upper = name.upper()
@@ -93,10 +105,9 @@ def positive_int(value: object, what: str, option: str) -> int:
 
 
 def parse_delay_spec(spec: str) -> tuple[str, Delay]:
-    """Parse a -W argument ``cmd:delay[:odds]`` with Postfix's rules and error texts: the
-    fields are the non-empty ones between colons (``data::1`` is ``data:1``), fields after
-    the odds are ignored."""
-    fields = [f for f in spec.split(":") if f]
+    """Parse a -W argument ``cmd:delay[:odds]`` with Postfix's rules and error texts
+    (``delay_fields``; fields after the odds are ignored)."""
+    fields = delay_fields(spec)
     if len(fields) < 2:
         raise ConfigError(f"invalid command delay argument: {spec}", option="-W")
     cmd, delay_text = fields[0], fields[1]
@@ -114,7 +125,7 @@ def parse_delay_spec(spec: str) -> tuple[str, Delay]:
 
 def delay_specs(text: str) -> dict[str, Delay]:
     """Several ``cmd:delay[:odds]`` specs separated like a command list (ini form)."""
-    return dict(parse_delay_spec(s) for s in _LIST_SEPARATORS.split(text) if s)
+    return dict(parse_delay_spec(s) for s in list_words(text))
 
 
 _C_NUMBER = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]*)(?:\.([0-9]*))?")

@@ -17,21 +17,13 @@ from collections.abc import Iterator
 import pytest
 import support
 
-from .sinkdiff import Dialogue, Programs, ServerPool, find_postfix_sink
+from .sinkdiff import Dialogue, Programs, ServerPool, collected, find_postfix_sink
 
 _ORDER = pytest.StashKey[list[Dialogue]]()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    order: list[Dialogue] = []
-    for item in session.items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is None:
-            continue
-        dialogue = callspec.params.get("dialogue")
-        if isinstance(dialogue, Dialogue):
-            order.append(dialogue)
-    session.config.stash[_ORDER] = order
+    session.config.stash[_ORDER] = collected(session.items, "dialogue", Dialogue)
 
 
 @pytest.fixture(scope="session")

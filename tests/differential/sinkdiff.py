@@ -42,7 +42,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from support import ipv6_loopback_available
 
@@ -1051,6 +1051,24 @@ def startup_problems(case: StartupCase, pf: StartupResult, ours: StartupResult) 
 
 
 # --------------------------------------------------------------------------------------
+# the collected cases
+
+T = TypeVar("T")
+
+
+def collected(items: Iterable[object], param: str, kind: type[T]) -> list[T]:
+    """The values of parameter ``param`` that are ``kind``, over the collected test items,
+    in order: what the fixtures start ahead of the tests."""
+    out: list[T] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        value = callspec.params.get(param) if callspec is not None else None
+        if isinstance(value, kind):
+            out.append(value)
+    return out
+
+
+# --------------------------------------------------------------------------------------
 # any command line (the random generator's): does it start, or how does it fail?
 
 #: seconds a started server gets to greet a first connection
@@ -1078,20 +1096,20 @@ def run_command_line(programs: Programs, side: SideName, args: Sequence[str]) ->
     status: int | None = None
     try:
         deadline = time.monotonic() + EXIT_TIMEOUT
-        listening = False
-        while process.alive() and time.monotonic() < deadline and not listening:
-            listening = _tcp_listening(port, v6=False) or _tcp_listening(port, v6=True)
-            if not listening:
+        family: Family | None = None
+        while process.alive() and time.monotonic() < deadline and family is None:
+            if _tcp_listening(port, v6=False):
+                family = "inet"
+            elif _tcp_listening(port, v6=True):
+                family = "inet6"
+            else:
                 time.sleep(0.01)
         if not process.alive():
             status = process.stop()
-        elif not listening:
+        elif family is None:
             status = HUNG
-        else:
-            family: Family = "inet" if _tcp_listening(port, v6=False) else "inet6"
-            if not _greets(Endpoint(family, port=port)):
-                exited = process.wait_exit(2.0)
-                status = exited if exited is not None else None
+        elif not _greets(Endpoint(family, port=port)):
+            status = process.wait_exit(2.0)  # None: alive, only silent (-q connect)
         process.stop()
         return StartupResult(status, _replace(process.stderr, port, dump))
     finally:

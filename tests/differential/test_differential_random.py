@@ -21,11 +21,12 @@ import pytest
 from .generate import CommandLine, command_lines, dialogues
 from .sinkdiff import (
     HUNG,
+    SIDES,
     Dialogue,
     Programs,
     ServerPool,
-    SideName,
     StartupResult,
+    collected,
     dialogue_problems,
     normalise_stderr,
     run_command_line,
@@ -108,8 +109,8 @@ def classify(
     ours: StartupResult,
     whole: StartupResult | None = None,
 ) -> str:
-    """"identical", "documented: <rule>" or "failing". ``whole``: Postfix on the command
-    line with whole numbers for the fractions."""
+    """"identical", "documented: <rule>" or "failing". ``whole``: Postfix on the case's
+    variant (its documented features taken out)."""
     if ours.status == HUNG or "Traceback" in ours.stderr.decode("utf-8", "replace"):
         return "failing"
     if outcome(pf) == outcome(ours):
@@ -126,18 +127,12 @@ Results = dict[tuple[int, str], StartupResult]
 @pytest.fixture(scope="module")
 def command_line_results(request: pytest.FixtureRequest, programs: Programs) -> Results:
     """All selected command lines at once: Postfix sleeps a second before a fatal exit."""
-    selected: list[CommandLine] = []
-    for item in request.session.items:
-        callspec = getattr(item, "callspec", None)
-        case = callspec.params.get("case") if callspec is not None else None
-        if isinstance(case, CommandLine):
-            selected.append(case)
-    sides: tuple[SideName, SideName] = ("postfix", "ours")
+    selected = collected(request.session.items, "case", CommandLine)
     with ThreadPoolExecutor(max_workers=12) as pool:
         futures: dict[tuple[int, str], Future[StartupResult]] = {
             (case.index, side): pool.submit(run_command_line, programs, side, case.args)
             for case in selected
-            for side in sides
+            for side in SIDES
         }
         for case in selected:
             if case.variant:

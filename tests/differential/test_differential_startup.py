@@ -22,6 +22,7 @@ from .sinkdiff import (
     SideName,
     StartupCase,
     StartupResult,
+    collected,
     run_command_line,
     run_startup,
     startup_problems,
@@ -124,12 +125,7 @@ Results = dict[tuple[str, SideName], StartupResult]
 
 @pytest.fixture(scope="module")
 def startup_results(request: pytest.FixtureRequest, programs: Programs) -> Results:
-    selected: list[StartupCase] = []
-    for item in request.session.items:
-        callspec = getattr(item, "callspec", None)
-        case = callspec.params.get("case") if callspec is not None else None
-        if isinstance(case, StartupCase):
-            selected.append(case)
+    selected = collected(request.session.items, "case", StartupCase)
     jobs = [(case, side) for case in selected for side in SIDES]
     with ThreadPoolExecutor(max_workers=16) as pool:
         futures = {
