@@ -597,11 +597,12 @@ async def test_n_stops_after_quit_sessions_without_c() -> None:
 async def test_counters() -> None:
     lines: list[str] = []
     four = trio.Event()
+    token = trio.lowlevel.current_trio_token()
 
-    def out(line: str) -> None:
+    def out(line: str) -> None:  # called in the thread serving the session
         lines.append(line)
         if len(lines) == 4:
-            four.set()
+            token.run_sync_soon(four.set)
 
     async with serving(config(counters=True), counters_out=out) as (server, [addr]):
         conn = await tcp(addr)

@@ -192,6 +192,8 @@ class Listeners:
             _exclusive_bind(sock)
             if fam == stdsocket.AF_INET6:
                 sock.setsockopt(stdsocket.IPPROTO_IPV6, stdsocket.IPV6_V6ONLY, 1)
+            with contextlib.suppress(OSError):  # Linux: accepted connections inherit it
+                sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
             window = config.tcp_window
             if window:
                 for opt in (stdsocket.SO_SNDBUF, stdsocket.SO_RCVBUF):

@@ -8,6 +8,7 @@ sessions handed over by the selector driver, every session where no pollable sel
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager
 
 import trio
 
@@ -18,21 +19,25 @@ from .transport import PlainTransport
 NAME = "portable"
 
 
-async def serve(session: Session) -> None:
+async def serve(session: Session, lock: AbstractContextManager[object]) -> None:
     """Serve ``session`` to its end. Its connection is closed when this returns, also when
-    the server shuts down (the session is then not counted)."""
-    session.drivers.append(NAME)
+    the server shuts down (the session is then not counted). ``lock``: the server's, held
+    whenever the session is touched (the selector thread serves others meanwhile)."""
+    with lock:
+        session.drivers.append(NAME)
     try:
-        await _serve(session)
+        await _serve(session, lock)
     except Exception as exc:
-        session.crashed(exc)
+        with lock:
+            session.crashed(exc)
     finally:
         # Still open here: the server is shutting down (cancelled, -M, -n, a signal). Such a
         # session is not counted; Postfix exits without reporting it either.
-        session.close(counted=False)
+        with lock:
+            session.close(counted=False)
 
 
-async def _serve(session: Session) -> None:
+async def _serve(session: Session, lock: AbstractContextManager[object]) -> None:
     waiting = "read"
     # One cancel scope for the session's life; waits move its deadline (a scope per wait
     # costs more than the wait).
@@ -45,52 +50,60 @@ async def _serve(session: Session) -> None:
             scope.deadline = trio.current_time() + session.timeout
 
         while True:
-            transport = session.transport
-            step = session.next_step()
+            with lock:
+                transport = session.transport
+                step = session.next_step()
+                if step == READ:
+                    waiting = "read"
+                    session.waiting(trio.current_time())
+                    scope.deadline = session.read_deadline()
+                    session.rearm = rearm
+                elif step == SEND:
+                    waiting = "write"
+                    data = session.outbox
+                    scope.deadline = trio.current_time() + session.timeout
+                elif step == SLEEP:
+                    pause = session.pause
+                    assert pause is not None and hasattr(pause, "seconds")
+                    seconds = pause.seconds
+                elif step == UPGRADE:
+                    waiting = "read"
+                    scope.deadline = trio.current_time() + session.timeout
+                    context = session.tls_context()
             if step == READ:
-                waiting = "read"
-                session.waiting(trio.current_time())
-                scope.deadline = session.read_deadline()
-                session.rearm = rearm
                 data = await transport.receive()
-                session.rearm = None
-                scope.deadline = math.inf
-                session.received(data, trio.current_time())
+                with lock:
+                    session.rearm = None
+                    scope.deadline = math.inf
+                    session.received(data, trio.current_time())
             elif step == SEND:
-                waiting = "write"
-                data = session.outbox
-                scope.deadline = trio.current_time() + session.timeout
                 ok = await transport.send_all(data, write_progressed)
-                scope.deadline = math.inf
-                if ok:
-                    session.sent(len(data))
-                else:
-                    session.lost()
+                with lock:
+                    scope.deadline = math.inf
+                    if ok:
+                        session.sent(len(data))
+                    else:
+                        session.lost()
             elif step == SLEEP:
-                pause = session.pause
-                assert pause is not None and hasattr(pause, "seconds")
-                await trio.sleep(pause.seconds)  # -t limits only waiting for the client
-                session.slept()
+                await trio.sleep(seconds)  # -t limits only waiting for the client
+                with lock:
+                    session.slept()
             elif step == UPGRADE:
-                waiting = "read"
-                scope.deadline = trio.current_time() + session.timeout
-                await _upgrade(session)
-                scope.deadline = math.inf
+                assert isinstance(transport, PlainTransport)
+                tls = TlsTransport.over(transport, context)
+                try:
+                    description = await tls.handshake()
+                except TlsError as exc:
+                    with lock:
+                        scope.deadline = math.inf
+                        session.upgrade_failed(str(exc))
+                    continue
+                with lock:
+                    scope.deadline = math.inf
+                    session.upgraded(tls, description)
             else:
                 assert step == DONE
                 return
     if scope.cancelled_caught:
-        session.timed_out(waiting)
-
-
-async def _upgrade(session: Session) -> None:
-    """The server side of the TLS handshake on the session's connection."""
-    plain = session.transport
-    assert isinstance(plain, PlainTransport)
-    tls = TlsTransport.over(plain, session.tls_context())
-    try:
-        description = await tls.handshake()
-    except TlsError as exc:
-        session.upgrade_failed(str(exc))
-        return
-    session.upgraded(tls, description)
+        with lock:
+            session.timed_out(waiting)

@@ -1,87 +1,298 @@
-"""The selector driver: one trio task serving every plain session from a private selector.
+"""The selector driver: one thread accepting and serving every plain session.
 
-A task per connection costs a trip through trio's scheduler for every wait; for a sink whose
-whole job is to answer quickly that was most of the CPU time. This driver keeps its sessions
-registered in a selector of its own (epoll on Linux, kqueue on macOS), waits for that
-selector's descriptor with ``trio.lowlevel.wait_readable`` and serves every ready session
-synchronously: recv, protocol, send. A session that must wait (a -W/-H/-A delay, a send
-that would block) is handed to the portable driver, which carries on from the same Session.
-Where no selector has a pollable descriptor (Windows) ``available()`` is False and the
-server uses the portable driver alone. Timeouts (-t) are swept a few times a second.
+Trio's per-wait machinery (a trip through the scheduler, re-arming the descriptor, a cancel
+scope for the -t deadline) costs more than answering an SMTP command. This driver runs a
+plain blocking poll loop in a thread of its own, started and joined by a task of the server's
+nursery: it accepts on the listeners and serves every ready session synchronously (recv,
+protocol, send) with no trio call in between. Cancelling the task stops the thread (a byte
+on a wake-up socket) and waits for it, so the server still shuts down as a nursery does.
+
+Sessions that must wait (a -W/-H/-A delay, a send that would block, TLS) are handed to the
+portable driver's tasks, which carry on from the same Session. Server and session state is
+shared with those tasks under the server's lock, which this thread holds while it serves
+a batch of ready descriptors (never while it waits). -t deadlines are swept a few times a
+second. Where no poller has a waitable descriptor (Windows) ``available()`` is False and
+the server uses the portable driver alone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import select
 import selectors
-from collections.abc import Callable
+import socket as stdsocket
+import threading
+import time
+from typing import Protocol
 
 import trio
 
 from .session import DONE, READ, SEND, Session
-from .transport import PlainTransport
+from .transport import RECV_SIZE, PlainTransport
 
 NAME = "selector"
+_ACCEPT_BURST = 64  # connections accepted per readable listener before serving the rest
+
 
 def available() -> bool:
-    """A selector whose own descriptor can be waited for (epoll, kqueue, /dev/poll)."""
+    """A poller the loop can block in: epoll, kqueue or /dev/poll."""
     return hasattr(selectors.DefaultSelector, "fileno")
 
 
+class DriverHost(Protocol):
+    """What the driver needs from its server (all called with ``lock`` held)."""
+
+    lock: threading.RLock
+
+    def has_room(self) -> bool:
+        """Below the -m limit."""
+        ...
+
+    def accept_failed(self, exc: OSError, now: float) -> bool:
+        """accept() failed: True to try again at once; False to pause (out of descriptors,
+        see ``accept_paused_until``); raises what is a bug."""
+        ...
+
+    def accept_paused_until(self) -> float:
+        """When accepting may go on after a failure (0: not paused)."""
+        ...
+
+    def open_session(self, conn: stdsocket.socket, peer: object) -> Session | None:
+        """A session for a new connection; None when that failed (reported, closed)."""
+        ...
+
+    def wants_task(self, session: Session) -> bool:
+        """A new session the portable driver serves from the start (TLS, delays)."""
+        ...
+
+    def hand_over(self, session: Session) -> None:
+        """Carry on with ``session`` in a portable task (from any thread)."""
+        ...
+
+    def sweep_interval(self) -> float: ...
+
+
+class _Poller:
+    """Level-triggered readability of descriptors: epoll directly where there is one
+    (no per-event objects), else the selectors module."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        self._selector = selectors.DefaultSelector() if self._epoll is None else None
+        # a closed descriptor leaves an epoll set by itself: no unregister before close
+        self.closing_forgets = self._epoll is not None
+
+    def add(self, fd: int) -> None:
+        if self._epoll is not None:
+            self._epoll.register(fd, select.EPOLLIN)
+        else:
+            assert self._selector is not None
+            self._selector.register(fd, selectors.EVENT_READ)
+
+    def remove(self, fd: int) -> None:
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            if self._epoll is not None:
+                self._epoll.unregister(fd)
+            else:
+                assert self._selector is not None
+                self._selector.unregister(fd)
+
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        if self._epoll is not None:
+            return self._epoll.poll(-1 if timeout is None else timeout)
+        assert self._selector is not None
+        return [(key.fd, mask) for key, mask in self._selector.select(timeout)]
+
+    def close(self) -> None:
+        if self._epoll is not None:
+            self._epoll.close()
+        elif self._selector is not None:
+            self._selector.close()
+
+
 class SelectorDriver:
-    """Serves plain sessions that need no waiting, all in one task."""
+    """Serves plain sessions that need no waiting, all in one thread."""
 
-    def __init__(
-        self,
-        hand_over: Callable[[Session], None],
-        sweep_interval: Callable[[], float],
-    ) -> None:
-        self._hand_over = hand_over  # continue a session in the portable driver
-        self._sweep_interval = sweep_interval
-        self._selector = selectors.DefaultSelector()
-        self._fd: int = self._selector.fileno()  # type: ignore[attr-defined,unused-ignore]
+    def __init__(self, host: DriverHost, listeners: list[stdsocket.socket]) -> None:
+        self._host = host
+        self._lock = host.lock
+        self._poller = _Poller()
         self._sessions: dict[int, Session] = {}  # by descriptor
+        self._listeners = {sock.fileno(): sock for sock in listeners}
+        self._accepting = False
+        self._wake_r, self._wake_w = stdsocket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._stopping = False
+        self._offset = 0.0  # trio's clock minus perf_counter: session times are trio's
 
-    def adopt(self, session: Session) -> None:
+    # --------------------------------------------------------- the trio side
+
+    async def run(self) -> None:
+        """Serve until cancelled (or ``stop``); the thread has ended when this returns."""
+        token = trio.lowlevel.current_trio_token()
+        self._offset = trio.current_time() - time.perf_counter()
+        done = trio.Event()
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            try:
+                self._serve()
+            except BaseException as exc:  # a bug: re-raised in the server's nursery
+                failure.append(exc)
+            finally:
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(done.set)
+
+        thread = threading.Thread(target=main, name="smtp-sink selector", daemon=True)
+        thread.start()
+        try:
+            await done.wait()
+        finally:
+            self.stop()
+            with trio.CancelScope(shield=True):
+                await done.wait()
+            thread.join()
+            self._wake_r.close()
+            self._wake_w.close()
+        if failure:
+            raise failure[0]
+
+    def stop(self) -> None:
+        """Make the thread leave its loop (from any thread)."""
+        self._stopping = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Interrupt the thread's wait (from any thread): it looks at the listeners again."""
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def room_freed(self) -> None:
+        """A session ended (lock held): accept again if the -m limit stopped it."""
+        if not self._accepting and not self._stopping:
+            self.wake()
+
+    def now(self) -> float:
+        """trio's clock, read from any thread."""
+        return time.perf_counter() + self._offset
+
+    # ----------------------------------------------- the thread (lock held)
+
+    def adopt(self, session: Session, now: float) -> None:
         """Greet and serve a new session (plain transport)."""
         session.drivers.append(NAME)
         try:
-            self._pump(session, trio.current_time())
+            self._pump(session, now)
         except Exception as exc:
             self._crashed(session, exc)
 
-    async def run(self) -> None:
-        selector = self._selector
+    def _serve(self) -> None:
+        poll = self._poller.poll
         sessions = self._sessions
+        host = self._host
+        lock = self._lock
+        wake_fd = self._wake_r.fileno()
+        self._poller.add(wake_fd)
+        next_sweep = 0.0
         try:
-            next_sweep = 0.0
-            while True:
-                interval = self._sweep_interval()
-                with trio.move_on_after(interval):
-                    await trio.lowlevel.wait_readable(self._fd)
-                now = trio.current_time()
-                for key, _mask in selector.select(0):
-                    session = sessions.get(key.fd)
-                    if session is not None:
-                        self._readable(session, now)
-                if now >= next_sweep:
-                    next_sweep = now + interval
-                    self._sweep(now)
+            with lock:
+                self._update_accepting(self.now())
+            while not self._stopping:
+                timeout: float | None = None
+                if sessions:
+                    timeout = max(0.0, next_sweep - self.now())
+                if not self._accepting:
+                    wait = host.accept_paused_until() - self.now()
+                    if wait > 0:  # out of descriptors: accept again after a pause
+                        timeout = wait if timeout is None else min(timeout, wait)
+                events = poll(timeout)
+                now = self.now()
+                with lock:
+                    for fd, _mask in events:
+                        session = sessions.get(fd)
+                        if session is not None:
+                            self._readable(session, now)
+                        elif fd == wake_fd:
+                            with contextlib.suppress(OSError):
+                                self._wake_r.recv(4096)
+                        else:
+                            listener = self._listeners.get(fd)
+                            if listener is not None and self._accepting:
+                                self._accept(listener, now)
+                        if self._stopping:
+                            break
+                    if now >= next_sweep:
+                        next_sweep = now + host.sweep_interval()
+                        self._sweep(now)
+                    self._update_accepting(now)
         finally:
-            for session in list(sessions.values()):
-                self._forget(session)
-                session.close(counted=False)  # the server shuts down
-            selector.close()
+            with lock:
+                for session in list(sessions.values()):
+                    self._forget(session)
+                    session.close(counted=False)  # the server shuts down
+            self._poller.close()
 
-    # ------------------------------------------------------------------ sessions
+    def _update_accepting(self, now: float) -> None:
+        """Listen while the server has room and is not pausing."""
+        resume = self._host.accept_paused_until()
+        want = not self._stopping and self._host.has_room() and (not resume or now >= resume)
+        if want == self._accepting:
+            return
+        self._accepting = want
+        for fd in self._listeners:
+            if want:
+                self._poller.add(fd)
+            else:
+                self._poller.remove(fd)
+
+    def _accept(self, listener: stdsocket.socket, now: float) -> None:
+        host = self._host
+        for _ in range(_ACCEPT_BURST):
+            if self._stopping or not host.has_room():
+                break
+            try:
+                conn, peer = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if host.accept_failed(exc, now):
+                    continue
+                break
+            session = host.open_session(conn, peer)
+            if session is None:
+                continue
+            if host.wants_task(session):
+                host.hand_over(session)
+            else:
+                self.adopt(session, now)
+        self._update_accepting(now)
 
     def _readable(self, session: Session, now: float) -> None:
         transport = session.transport
-        assert isinstance(transport, PlainTransport)
-        data = transport.recv_nowait()
-        if data is None:
+        assert type(transport) is PlainTransport
+        sock = transport.sock
+        try:
+            data = sock.recv(RECV_SIZE)
+        except BlockingIOError:
             return
+        except OSError:
+            data = b""
         try:
             session.received(data, now)
+            out = session.outbox
+            if out and session.replies_only():
+                # The common case, without the general steps: the replies go out whole
+                # and the session waits for the client again.
+                try:
+                    sent = sock.send(out)
+                except OSError:
+                    sent = 0  # _pump tries again and sees what it is
+                if sent == len(out):
+                    session.outbox = b""
+                    session.idle_since = now
+                    return
+                session.sent(sent)
             self._pump(session, now)
         except Exception as exc:
             self._crashed(session, exc)
@@ -103,33 +314,36 @@ class SelectorDriver:
                     return
             elif step == READ:
                 session.waiting(now)
-                if transport.fd not in self._sessions:
-                    self._selector.register(transport.fd, selectors.EVENT_READ)
-                    self._sessions[transport.fd] = session
+                fd = transport.fd
+                if fd not in self._sessions:
+                    self._poller.add(fd)
+                    self._sessions[fd] = session
                 return
             elif step == DONE:
-                self._forget(session)
+                self._forget(session, closed=True)
                 return
-            else:  # SLEEP
+            else:  # SLEEP, UPGRADE
                 self._give_away(session)
                 return
 
     def _crashed(self, session: Session, exc: Exception) -> None:
         session.crashed(exc)
-        self._forget(session)
+        self._forget(session, closed=True)
 
     def _sweep(self, now: float) -> None:
         expired = [s for s in self._sessions.values() if now >= s.read_deadline()]
         for session in expired:
             session.timed_out("read")
-            self._forget(session)
+            self._forget(session, closed=True)
 
-    def _forget(self, session: Session) -> None:
+    def _forget(self, session: Session, closed: bool = False) -> None:
         transport = session.transport
         assert isinstance(transport, PlainTransport)
-        if self._sessions.pop(transport.fd, None) is not None:
-            self._selector.unregister(transport.fd)
+        known = self._sessions.pop(transport.fd, None) is not None
+        if known and not (closed and self._poller.closing_forgets):
+            self._poller.remove(transport.fd)
 
     def _give_away(self, session: Session) -> None:
         self._forget(session)
-        self._hand_over(session)
+        self._host.hand_over(session)
+

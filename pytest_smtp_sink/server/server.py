@@ -2,8 +2,10 @@
 
 ``SinkServer.run`` is meant for ``nursery.start``: it binds every listener, reports the bound
 addresses through ``task_status`` and serves until cancelled (or until -M / -n ask it to stop).
-Each accepted connection becomes a ``Session``, served by the selector driver where it can
-be and by the portable driver (a task per session) otherwise.
+Each accepted connection becomes a ``Session``, served by the selector driver (a thread of
+the server's nursery that also accepts) where it can be and by the portable driver (a task
+per session) otherwise. Sessions, counters and hooks are touched under ``lock`` by whichever
+driver serves.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import random
 import socket as stdsocket
 import ssl
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +45,9 @@ TransactionHook = Callable[[Transaction], None]
 
 DRIVERS = ("auto", portable.NAME, selector.NAME)
 _ACCEPT_BURST = 64  # connections accepted in a row before other tasks get a turn
+_ACCEPT_PAUSE = 0.1  # out of descriptors: let sessions finish before accepting again
 _UNIX = unix_family()
+_NODELAY_INHERITED = sys.platform.startswith("linux")  # from the listener (listeners.py)
 
 
 def _errnos(*names: str) -> frozenset[int]:
@@ -108,6 +113,11 @@ class SinkServer:
     in a task of its own; ``"selector"`` starts every session in the selector driver (it
     hands over those that must wait). ``served`` counts the closed sessions by the drivers
     that served them (``"selector"``, ``"portable"``, ``"selector+portable"``).
+
+    Hooks (``subscribe``, ``on_answered``, ``log``, ``counters_out``, ``transcript``) run in
+    the thread that serves the session: the selector driver's thread or trio's. They must
+    be thread-safe and must not call trio directly (use a ``TrioToken``'s
+    ``run_sync_soon``).
     """
 
     def __init__(
@@ -145,10 +155,17 @@ class SinkServer:
         self._listeners: Listeners | None = None
         self._scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
-        self._limit: trio.Semaphore | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._trio_thread = 0
+        self._limit: trio.Semaphore | None = None  # -m, when trio tasks accept
         self._selector: selector.SelectorDriver | None = None
+        # sessions, counters, hooks: shared by the selector thread and the trio tasks
+        self.lock = threading.RLock()
         self._sessions: set[Session] = set()
         self._session_count = 0
+        self._open = 0  # sessions not closed yet (-m, when the selector thread accepts)
+        self._max_open = config.max_connections
+        self._accept_pause = 0.0  # out of descriptors: accept again from then on
         self._apply(config)
 
     # ------------------------------------------------------------------ config
@@ -164,17 +181,21 @@ class SinkServer:
     def _apply(self, config: SinkConfig) -> None:
         """Use ``config`` from now on, also on open connections (from their next command
         outside a transaction)."""
-        self._config = config
-        self._tables = Tables(config)
-        self._writer = DumpWriter(config, self.rng) if config.dumping else None
-        self._collect = config.dumping or bool(self.subscribers) or bool(self.answer_hooks)
-        for session in self._sessions:
-            session.proto.set_tables(self._tables, self._collect)
-            session.config_changed()
+        with self.lock:
+            self._config = config
+            self._tables = Tables(config)
+            self._writer = DumpWriter(config, self.rng) if config.dumping else None
+            self._collect = (
+                config.dumping or bool(self.subscribers) or bool(self.answer_hooks)
+            )
+            for session in self._sessions:
+                session.proto.set_tables(self._tables, self._collect)
+                session.config_changed()
 
     def reset_rule_counters(self) -> None:
         """Rules counted per sink start counting again (the plugin does it per test)."""
-        self._tables.counters.reset()
+        with self.lock:
+            self._tables.counters.reset()
 
     def subscribe(self, hook: TransactionHook) -> None:
         """Call ``hook(tx)`` for every stored transaction, before the client's reply.
@@ -231,29 +252,83 @@ class SinkServer:
                 before_serving()
             with trio.CancelScope() as scope:
                 self._scope = scope
-                self._limit = trio.Semaphore(self._config.max_connections)
+                self._token = trio.lowlevel.current_trio_token()
+                self._trio_thread = threading.get_ident()
+                self._max_open = self._config.max_connections
+                self._accept_pause = 0.0
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     if self.driver != portable.NAME and selector.available():
-                        self._selector = selector.SelectorDriver(
-                            self._start_portable, self._sweep_interval
-                        )
+                        # the selector thread accepts, and serves what needs no waiting
+                        self._selector = selector.SelectorDriver(self, listeners.sockets)
                         nursery.start_soon(self._selector.run)
-                    for sock in listeners.sockets:
-                        nursery.start_soon(self._accept_loop, sock)
+                    else:
+                        self._limit = trio.Semaphore(self._max_open)
+                        for sock in listeners.sockets:
+                            nursery.start_soon(self._accept_loop, sock)
                     task_status.started(list(self.addresses))
         finally:
-            self._scope = self._nursery = self._selector = None
+            self._scope = self._nursery = self._selector = self._limit = None
             listeners.close()
 
     def stop(self, reason: str = "stopped") -> None:
-        """Stop serving (from inside the trio loop)."""
-        if self._scope is not None:
-            self.stopped_by = self.stopped_by or reason
-            self._scope.cancel()
+        """Stop serving (from the trio loop or the selector thread)."""
+        scope = self._scope
+        if scope is None:
+            return
+        self.stopped_by = self.stopped_by or reason
+        if self._selector is not None:
+            self._selector.stop()  # serves nothing more, also before trio cancels it
+        if threading.get_ident() == self._trio_thread:
+            scope.cancel()
+        elif self._token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(scope.cancel)
 
-    def _sweep_interval(self) -> float:
+    # ------------------------------------------ the selector thread's host
+
+    def sweep_interval(self) -> float:
         return min(1.0, max(0.01, self._config.timeout / 10))
+
+    def has_room(self) -> bool:
+        return self._open < self._max_open
+
+    def accept_failed(self, exc: OSError, now: float) -> bool:
+        if exc.errno in _ACCEPT_EXHAUSTED:
+            self.log("warning", f"accept: {exc.strerror}")
+            self._accept_pause = now + _ACCEPT_PAUSE
+            return False
+        if exc.errno in _ACCEPT_RETRY:
+            return True
+        raise exc
+
+    def accept_paused_until(self) -> float:
+        return self._accept_pause
+
+    def open_session(self, conn: stdsocket.socket, peer: object) -> Session | None:
+        try:
+            return self._open_session(conn, peer)
+        except Exception as exc:
+            conn.close()
+            self.session_crashed(exc)
+            return None
+
+    def wants_task(self, session: Session) -> bool:
+        if self.driver == selector.NAME:
+            return False  # every session starts in the selector driver (tests)
+        return self._config.needs_task or session.implicit_tls
+
+    def hand_over(self, session: Session) -> None:
+        if threading.get_ident() == self._trio_thread:
+            self._start_portable(session)
+            return
+        token = self._token
+        try:
+            if token is None:
+                raise trio.RunFinishedError
+            token.run_sync_soon(self._start_portable, session)
+        except trio.RunFinishedError:
+            session.close(counted=False)
 
     async def _accept_loop(self, listener: stdsocket.socket) -> None:
         limit = self._limit
@@ -279,31 +354,23 @@ class SinkServer:
                 except OSError as exc:
                     if exc.errno in _ACCEPT_EXHAUSTED:
                         self.log("warning", f"accept: {exc.strerror}")
-                        await trio.sleep(0.1)  # out of descriptors: let sessions finish
+                        await trio.sleep(_ACCEPT_PAUSE)
                         continue
                     if exc.errno in _ACCEPT_RETRY:
                         continue
                     limit.release()
                     raise
-            try:
-                session = self._open_session(conn, peer)
-            except Exception as exc:
-                conn.close()
+            with self.lock:
+                session = self.open_session(conn, peer)
+            if session is None:
                 limit.release()
-                self.session_crashed(exc)
-                continue
-            if self._selector is not None and (
-                self.driver == selector.NAME
-                or not (self._config.needs_task or session.implicit_tls)
-            ):
-                self._selector.adopt(session)
             else:
                 self._start_portable(session)
 
     def _open_session(self, conn: stdsocket.socket, peer: object) -> Session:
         conn.setblocking(False)
         family = conn.family
-        if family != _UNIX:
+        if family != _UNIX and not _NODELAY_INHERITED:
             with contextlib.suppress(OSError):
                 conn.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
         addr, log_addr = _client_addr(family, peer)
@@ -321,11 +388,19 @@ class SinkServer:
         )
         session.number = number
         self._sessions.add(session)
+        self._open += 1
         return session
 
     def _start_portable(self, session: Session) -> None:
-        assert self._nursery is not None
-        self._nursery.start_soon(portable.serve, session)
+        """A task of the nursery serves ``session`` from now on (in the trio thread)."""
+        nursery = self._nursery
+        try:
+            if nursery is None:
+                raise RuntimeError("the server has stopped")
+            nursery.start_soon(portable.serve, session, self.lock)
+        except RuntimeError:  # shutting down: the nursery takes no new tasks
+            with self.lock:
+                session.close(counted=False)
 
     # ------------------------------------------------------- the sessions' host
 
@@ -389,9 +464,12 @@ class SinkServer:
 
     def session_closed(self, session: Session, counted: bool) -> None:
         self._sessions.discard(session)
+        self._open -= 1
         self.served["+".join(session.drivers)] += 1
         if self._limit is not None:
             self._limit.release()
+        elif self._selector is not None:
+            self._selector.room_freed()
         if not counted:
             return
         c = self.counters

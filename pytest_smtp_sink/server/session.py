@@ -172,6 +172,11 @@ class Session:
             return UPGRADE if type(pause) is StartTls else SLEEP
         return READ
 
+    def replies_only(self) -> bool:
+        """Once the outbox is sent, the session waits for the client (no pause, no close,
+        no -M stop): what ``next_step`` would say, for the selector driver's fast path."""
+        return not (self.closing or self.stop_pending or self.closed) and self.proto.pause is None
+
     def sent(self, count: int) -> None:
         """``count`` octets of the outbox were sent."""
         self.outbox = self.outbox[count:]
@@ -244,14 +249,15 @@ class Session:
             return
         self.closed = True
         self.rearm = None
-        if self.answering is not None:  # gone before its message got a reply
-            envelope, self.answering = self.answering, None
-            self.host.message_answered(self.number, envelope, ())
         try:
-            self.transport.close()
-        finally:
+            if self.answering is not None:  # gone before its message got a reply
+                envelope, self.answering = self.answering, None
+                self.host.message_answered(self.number, envelope, ())
             self._stop_if_pending()  # -M: even when the client vanished before the reply
+            # counted before the client sees the end (it may look at the server then)
             self.host.session_closed(self, counted)
+        finally:
+            self.transport.close()
 
     def _stop_if_pending(self) -> None:
         if self.stop_pending:
