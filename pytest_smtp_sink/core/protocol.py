@@ -173,7 +173,7 @@ class SinkProtocol:
     @property
     def partial_command(self) -> bool:
         """Part of a command line is waiting for its CRLF (the -t command deadline runs)."""
-        return (self._phase == _COMMAND or self._phase == _AUTH) and bool(self._in)
+        return bool(self._in) and (self._phase == _COMMAND or self._phase == _AUTH)
 
     @property
     def paused(self) -> bool:
@@ -225,9 +225,25 @@ class SinkProtocol:
             if self._pause is None:
                 self._close(None)
             return
-        self._in += data
         if self._pause is None:
+            if (
+                self._phase == _COMMAND
+                and not self._in
+                and 2 <= len(data) <= MAX_LINE
+                and data.find(b"\r\n") == len(data) - 2
+            ):
+                # One whole command line, the usual case: no buffering, no copies.
+                self.lines += 1
+                self._command(data[:-2])
+                if self._in or self._phase == _DATA or self._phase == _BDAT:
+                    self._run()  # bytes a pause held back, or a data phase begins
+                else:
+                    self._input_used_up()
+                return
+            self._in += data
             self._run()
+        else:
+            self._in += data
 
     def delay_elapsed(self) -> None:
         """Acknowledge a ``Delay``: the delayed reply, then the rest of the input."""
@@ -337,9 +353,12 @@ class SinkProtocol:
         finally:
             if pos:
                 del buf[:pos]
+        self._input_used_up()
+
+    def _input_used_up(self) -> None:
+        """The buffered input is used up: the pauses that wait for that come now."""
         if self._pause is not None or self._phase == _CLOSED:
             return
-        # The buffered input is used up: the pauses that wait for that come now.
         if self._abort_after is not None:
             self._pause_for(Abort(self._abort_after))
             self._abort_after = None

@@ -278,7 +278,10 @@ class Session:
         notes: list[str] = []
         while True:
             stored: bool | None = None
-            for event in proto.take_events():
+            events = proto.take_events()
+            if not events:
+                break
+            for event in events:
                 match event:
                     case MessageEnd():
                         if host.message_ended():
