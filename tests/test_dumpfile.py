@@ -263,3 +263,64 @@ def test_disk_full_leaves_no_partial_dump(
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == contents
     assert first.queue_id == "0000000a"
+
+
+def test_stream_writes_what_write_writes(tmp_path: Path) -> None:
+    """A -d dump streamed piece by piece is the file ``write`` makes of the whole."""
+    data = b"Subject: x\n\n" + b"line\n" * 1000 + b"\n"
+    whole = DumpWriter(SinkConfig(dump_template=f"{tmp_path}/a/"), random.Random(1))
+    streamed = DumpWriter(SinkConfig(dump_template=f"{tmp_path}/b/"), random.Random(1))
+    whole.write(make_tx(data=data), T_MAIL)
+    stream = streamed.open_stream(make_tx(data=b""), T_MAIL)
+    assert (tmp_path / "b" / "78caf171").exists()  # there from the start, header first
+    stream.write([data[:7], data[7:100]])
+    stream.write([data[100:-50]])
+    tx = stream.finish(data[-50:])
+    assert tx.queue_id == "78caf171"
+    assert (tmp_path / "b" / "78caf171").read_bytes() == (
+        tmp_path / "a" / "78caf171"
+    ).read_bytes()
+    assert stream.data() == data
+
+
+def test_stream_takes_a_free_name(tmp_path: Path) -> None:
+    writer = DumpWriter(SinkConfig(dump_template=f"{tmp_path}/"), random.Random(1))
+    writer.write(make_tx(), T_MAIL)
+    stream = writer.open_stream(make_tx(data=b""), T_MAIL)
+    tx = stream.finish(b"second\n\n")
+    assert tx.queue_id != "78caf171"
+    assert f" id {tx.queue_id};" in (tmp_path / tx.queue_id).read_text()
+
+
+def test_discarded_stream_leaves_nothing(tmp_path: Path) -> None:
+    writer = DumpWriter(SinkConfig(dump_template=f"{tmp_path}/"), random.Random(1))
+    stream = writer.open_stream(make_tx(data=b""), T_MAIL)
+    stream.write([b"part of a message\n"])
+    stream.discard()
+    stream.discard()  # once or twice: the same
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_while_streaming_leaves_no_dump(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC part-way: later pieces are not tried, ``finish`` raises it, no file is left."""
+    import errno
+
+    writer = DumpWriter(SinkConfig(dump_template=f"{tmp_path}/"), random.Random(1))
+    stream = writer.open_stream(make_tx(data=b""), T_MAIL)
+    stream.write([b"first piece\n"])
+    calls = []
+
+    def enospc(fd: int, data: bytes | memoryview) -> int:
+        calls.append(len(data))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", enospc)
+    stream.write([b"second piece\n"])
+    stream.write([b"third piece\n"])
+    with pytest.raises(OSError, match="No space"):
+        stream.finish(b"rest\n\n")
+    monkeypatch.undo()
+    assert len(calls) == 1
+    assert list(tmp_path.iterdir()) == []

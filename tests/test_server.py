@@ -824,3 +824,77 @@ async def test_timeout_change_applies_to_open_connection() -> None:
         await conn.send(b"NOOP\r\n")
         assert await conn.line() == b"250 2.0.0 Ok"
         assert await conn.eof() == b""  # default timeout is 100 s: the new one applied
+
+
+async def _grows_to(path: Path, size: int) -> None:
+    """Wait until ``path`` holds ``size`` octets or more (the server writes as it reads)."""
+    with trio.fail_after(LIMIT):
+        while not (path.exists() and path.stat().st_size >= size):
+            await trio.sleep(0.01)
+
+
+def _one_file(folder: Path) -> Path:
+    [path] = list(folder.iterdir())
+    return path
+
+
+async def test_dump_template_streams_the_message(tmp_path: Path) -> None:
+    """-d without observers: the dump grows as the data arrives (the message is not held
+    whole in memory), and the file is the one the whole message would give."""
+    from pytest_smtp_sink.dump.reader import parse_dump
+
+    folder = tmp_path / "d"
+    line = b"y" * 998 + b"\r\n"
+    async with serving(config(dump_template=f"{folder}/")) as (_server, [addr]):
+        conn = await tcp(addr)
+        await conn.line()
+        await conn.send(MESSAGE)
+        await conn.lines(4)
+        await conn.send(b"Subject: big\r\n\r\n" + line * 2000)  # 2 MB
+        with trio.fail_after(LIMIT):
+            while not folder.exists() or not list(folder.iterdir()):
+                await trio.sleep(0.01)
+        await _grows_to(_one_file(folder), 1_000_000)  # before the end of data
+        await conn.send(b"..dot\r\n.\r\n")
+        assert await conn.line() == b"250 2.0.0 Ok"
+        [tx] = parse_dump(_one_file(folder).read_bytes())
+        assert tx.data == b"Subject: big\n\n" + (b"y" * 998 + b"\n") * 2000 + b".dot\n\n"
+        assert tx.rcpt_to == ["b@example.com"]
+
+
+async def test_streamed_dump_of_a_message_too_big_is_removed(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    line = b"y" * 998 + b"\r\n"
+    cfg = config(dump_template=f"{folder}/", max_message_size=500_000)
+    async with serving(cfg) as (_server, [addr]):
+        conn = await tcp(addr)
+        await conn.line()
+        await conn.send(MESSAGE)
+        await conn.lines(4)
+        await conn.send(b"Subject: big\r\n\r\n" + line * 1000 + b".\r\n")
+        assert (await conn.line()).startswith(b"552 ")
+        await conn.send(b"QUIT\r\n")
+        assert await conn.line() == b"221 Bye"
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+async def test_observer_that_comes_during_data_gets_the_whole_message(tmp_path: Path) -> None:
+    """A dump streamed since DATA, then a subscriber: it still sees every octet."""
+    folder = tmp_path / "d"
+    seen: list[Transaction] = []
+    async with serving(config(dump_template=f"{folder}/")) as (server, [addr]):
+        conn = await tcp(addr)
+        await conn.line()
+        await conn.send(MESSAGE)
+        await conn.lines(4)
+        await conn.send(b"Subject: s\r\n\r\n" + b"z" * 1000 + b"\r\n")
+        with trio.fail_after(LIMIT):
+            while not folder.exists() or not list(folder.iterdir()):
+                await trio.sleep(0.01)
+        await _grows_to(_one_file(folder), 1000)
+        server.subscribe(seen.append)
+        await conn.send(b"tail\r\n.\r\n")
+        assert await conn.line() == b"250 2.0.0 Ok"
+    [tx] = seen
+    assert tx.data == b"Subject: s\n\n" + b"z" * 1000 + b"\ntail\n\n"
+    assert _one_file(folder).read_bytes().endswith(tx.data)

@@ -118,6 +118,7 @@ class SinkProtocol:
         self._pending: tuple[Tables, bool] | None = None  # set_tables during a transaction
         self._eof = False
         self.lines = 0  # complete command lines received
+        self.data_phases = 0  # DATA phases begun (a driver streaming data tells them apart)
         # session state (reference §6)
         self.in_mail = False
         self.rcpts = 0
@@ -184,6 +185,18 @@ class SinkProtocol:
     def in_data(self) -> bool:
         """True between the 354 reply and the end of data."""
         return self._phase == _DATA
+
+    def take_data(self) -> list[bytes]:
+        """The message so far (dump form), taken away: a driver that streams it to a dump
+        takes the pieces as they come (``in_data``); the envelope of ``MessageReceived``
+        then holds only the rest, and ``data_envelope`` gives the fields to begin with."""
+        chunks = self._chunks
+        self._chunks = []
+        return chunks
+
+    def data_envelope(self) -> Envelope:
+        """During DATA: the envelope of the message being received, without its data."""
+        return self._envelope(b"", None)
 
     def set_tables(self, tables: Tables, collect: bool) -> None:
         """Switch to another configuration: at once when no transaction is under way, else
@@ -726,6 +739,7 @@ class SinkProtocol:
                 self._abort_after = cfg.abort_delay
             return
         self._phase = _DATA
+        self.data_phases += 1
         self._tail = b"\r\n"
         self._chunks = []
         self._size = 0
@@ -847,29 +861,32 @@ class SinkProtocol:
             else:
                 data = b"".join(self._chunks)
                 self._chunks = []
-            envelope = Envelope(
-                client_addr=self.client_addr,
-                client_proto=self._tx_proto,
-                helo=self._tx_helo,
-                mail_args=self._mail_args,
-                rcpt_args=tuple(self._rcpt_args),
-                queue_id=self._queue_id,
-                timestamp=self._start_time,
-                received_helo=self.helo,
-                received_proto=self.proto,
-                hostname=self.config.hostname,
-                start_string=self.config.start_string,
-                data=data,
-                smtputf8=self._tx_smtputf8,
-                auth_user=self.auth_user,
-                tls=self.tls,
-                raw=raw,
-                config=self.config,
-            )
+            envelope = self._envelope(data, raw)
             self._pending_envelope = envelope
             self._pause_for(MessageReceived(envelope))
             return
         self._after_store(True)
+
+    def _envelope(self, data: bytes, raw: bytes | None) -> Envelope:
+        return Envelope(
+            client_addr=self.client_addr,
+            client_proto=self._tx_proto,
+            helo=self._tx_helo,
+            mail_args=self._mail_args,
+            rcpt_args=tuple(self._rcpt_args),
+            queue_id=self._queue_id,
+            timestamp=self._start_time,
+            received_helo=self.helo,
+            received_proto=self.proto,
+            hostname=self.config.hostname,
+            start_string=self.config.start_string,
+            data=data,
+            smtputf8=self._tx_smtputf8,
+            auth_user=self.auth_user,
+            tls=self.tls,
+            raw=raw,
+            config=self.config,
+        )
 
     def _after_store(self, ok: bool, error: bytes = R_STORE_FAILED) -> None:
         self.last_envelope = self._pending_envelope

@@ -1,7 +1,9 @@
 """Writing -d (one file per message) and -D (append to a shared file) dumps (reference §14).
 
-A transaction is written whole at end of data, before the reply to ".", so a client that got
-its reply can read a complete dump, and an aborted transaction leaves nothing behind.
+A dump is complete before the reply to ".", so a client that got its reply can read it, and
+an aborted transaction leaves nothing behind. A transaction is written whole at end of data;
+a -d dump may instead be streamed (``open_stream``): header first, the data as it arrives,
+completed at end of data or removed.
 """
 
 from __future__ import annotations
@@ -58,7 +60,28 @@ class DumpWriter:
             self._append(expand_template(self.config.dump_file_template, when), tx.render())
         return tx
 
+    def open_stream(self, tx: Transaction, when: float) -> DumpStream:
+        """A -d dump of ``tx`` (its header; its data comes through the stream). OSError
+        when the file cannot be made."""
+        assert self.config.dump_template is not None
+        fd, path, tx = self._create(self.config.dump_template, tx, when)
+        stream = DumpStream(fd, path, tx)
+        stream.write([tx.header_bytes()])
+        return stream
+
     def _write_single(self, template: str, tx: Transaction, when: float) -> Transaction:
+        fd, path, tx = self._create(template, tx, when)
+        try:
+            _write_all(fd, tx.render())
+        except OSError:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        os.close(fd)
+        return tx
+
+    def _create(self, template: str, tx: Transaction, when: float) -> tuple[int, str, Transaction]:
+        """A new file for ``tx``: its descriptor, path, and ``tx`` under the id it has."""
         prefix = expand_template(template, when)
         for _ in range(MAX_TRIES):
             path = prefix + tx.queue_id
@@ -70,14 +93,7 @@ class DumpWriter:
             except FileNotFoundError:
                 _makedirs_for(path)
                 fd = os.open(path, CREATE_NEW, FILE_MODE)
-            try:
-                _write_all(fd, tx.render())
-            except OSError:
-                os.close(fd)
-                os.unlink(path)
-                raise
-            os.close(fd)
-            return tx
+            return fd, path, tx
         raise OSError(errno.EEXIST, "mail_file_open: something is looping", prefix)
 
     @staticmethod
@@ -98,6 +114,56 @@ class DumpWriter:
                     os.ftruncate(fd, size)
                 raise
         finally:
+            os.close(fd)
+
+
+class DumpStream:
+    """A -d dump being written as its message arrives (``DumpWriter.open_stream``)."""
+
+    def __init__(self, fd: int, path: str, tx: Transaction) -> None:
+        self.fd: int | None = fd
+        self.path = path
+        self.tx = tx  # its header fields and queue id (data: not here)
+        self.error: OSError | None = None  # the first failed write: finish raises it
+        self._header = 0  # octets of the header, once written
+
+    def write(self, chunks: list[bytes]) -> None:
+        """Append these pieces (after a failure: nothing, ``finish`` reports it)."""
+        if self.error is not None or self.fd is None:
+            return
+        try:
+            _write_all(self.fd, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        except OSError as exc:
+            self.error = exc
+        if not self._header:
+            self._header = sum(map(len, chunks))
+
+    def finish(self, rest: bytes) -> Transaction:
+        """Append the rest of the data and close: the dump is complete. OSError (the file
+        is removed) when some write failed."""
+        if rest:
+            self.write([rest])
+        self._close()
+        if self.error is not None:
+            self.discard()
+            raise self.error
+        return self.tx
+
+    def data(self) -> bytes:
+        """The data written so far, read back (for observers that came during DATA)."""
+        with open(self.path, "rb") as fh:
+            fh.seek(self._header)
+            return fh.read()
+
+    def discard(self) -> None:
+        """The message will not be kept: close and remove the file."""
+        self._close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+    def _close(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
             os.close(fd)
 
 

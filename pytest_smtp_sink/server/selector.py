@@ -225,7 +225,8 @@ class SelectorDriver:
                     if now >= next_sweep:
                         next_sweep = now + host.sweep_interval()
                         self._sweep(now)
-                    self._update_accepting(now)
+                    if not self._accepting:  # (_accept stops it when it must)
+                        self._update_accepting(now)
         finally:
             with lock:
                 for session in list(sessions.values()):

@@ -33,7 +33,7 @@ from ..core.errors import printable
 from ..core.protocol import SinkProtocol
 from ..core.replies import Tables
 from ..dump.transaction import Transaction
-from ..dump.writer import DumpWriter
+from ..dump.writer import DumpStream, DumpWriter
 from . import portable, selector
 from .listeners import Address, Listeners, unix_family
 from .session import Recorder, Session
@@ -408,7 +408,27 @@ class SinkServer:
         if self.command_log is not None:
             self.command_log(text)
 
-    def store(self, envelope: Envelope) -> bool:
+    def open_stream(self, envelope: Envelope) -> DumpStream | None:
+        """A -d dump the message is written to as it arrives, when nothing else needs it
+        whole (no observers); None: it is kept until the end of data."""
+        config = envelope.config or self._config
+        writer = self._writer
+        if (
+            writer is None
+            or config is not self._config
+            or config.dump_template is None
+            or self.subscribers
+            or self.answer_hooks
+        ):
+            return None
+        try:
+            return writer.open_stream(Transaction.from_envelope(envelope), envelope.timestamp)
+        except OSError:
+            return None  # kept whole; the write at the end reports what fails
+
+    def store(self, envelope: Envelope, stream: DumpStream | None = None) -> bool:
+        if stream is not None:
+            return self._finish_stream(envelope, stream)
         # Where and how: the configuration the transaction began with.
         config = envelope.config or self._config
         writer = self._writer if config is self._config else None
@@ -423,6 +443,25 @@ class SinkServer:
             except OSError as exc:
                 self.log("error", f"cannot write dump for {tx.queue_id}: {exc}")
                 return False
+        return self._observe(envelope, tx)
+
+    def _finish_stream(self, envelope: Envelope, stream: DumpStream) -> bool:
+        try:
+            tx = stream.finish(envelope.data)
+        except OSError as exc:
+            self.log("error", f"cannot write dump for {stream.tx.queue_id}: {exc}")
+            return False
+        if not self.subscribers and not self.answer_hooks:
+            return True
+        try:  # observers that came during DATA: they get the whole message
+            data = stream.data()
+        except OSError as exc:
+            self.log("error", f"cannot read back dump {stream.path}: {exc}")
+            return False
+        return self._observe(envelope, dataclasses.replace(tx, data=data))
+
+    def _observe(self, envelope: Envelope, tx: Transaction) -> bool:
+        """The observers see a stored transaction: False when one failed."""
         for hook in self.subscribers:
             try:
                 hook(tx)

@@ -29,6 +29,7 @@ from ..core.events import (
     assert_never,
 )
 from ..core.protocol import SinkProtocol
+from ..dump.writer import DumpStream
 from .transport import Transport
 
 # (direction, bytes): the transcript; "C" client, "S" server, "!" a fault a rule injected
@@ -49,8 +50,14 @@ class SessionHost(Protocol):
 
     def command_logged(self, text: str) -> None: ...
 
-    def store(self, envelope: Envelope) -> bool:
-        """Dump / capture a received message; False when it could not be kept."""
+    def store(self, envelope: Envelope, stream: DumpStream | None = None) -> bool:
+        """Dump / capture a received message; False when it could not be kept. ``stream``:
+        where its data went as it arrived (``envelope.data`` is the rest)."""
+        ...
+
+    def open_stream(self, envelope: Envelope) -> DumpStream | None:
+        """A dump to write the message being received to as it arrives, or None (keep it
+        whole until the end of data)."""
         ...
 
     def message_answered(
@@ -98,6 +105,8 @@ class Session:
         "rearm",
         "record",
         "stop_pending",
+        "stream",
+        "stream_phase",
         "transport",
     )  # fmt: skip
 
@@ -127,6 +136,8 @@ class Session:
         self.idle_since = 0.0  # when the wait for the client began
         self.line_since: float | None = None  # when the unfinished command line began
         self.lines = 0
+        self.stream: DumpStream | None = None  # -d: the message goes there as it arrives
+        self.stream_phase = 0  # the protocol's data phase the host was last asked about
         # set by a waiting driver: the -t limit changed (a new configuration)
         self.rearm: Callable[[], None] | None = None
 
@@ -214,6 +225,8 @@ class Session:
             self.record("C", data)
         proto = self.proto
         proto.receive(data)
+        if self.stream is not None or proto.in_data:
+            self._stream()
         if proto.partial_command:
             if self.line_since is None or proto.lines != self.lines:
                 self.line_since = now  # -t also bounds the time one command line takes
@@ -221,6 +234,24 @@ class Session:
             self.line_since = None
         self.lines = proto.lines
         self._process()
+
+    def _stream(self) -> None:
+        """-d: the message so far goes to its dump file (held once, not whole, in memory)."""
+        proto = self.proto
+        if not proto.in_data:
+            return  # (a stream whose data phase ended is for _process to settle)
+        if self.stream is None:
+            if self.stream_phase == proto.data_phases or not proto.collect:
+                return  # asked already: no stream for this message
+            self.stream_phase = proto.data_phases
+            self.stream = self.host.open_stream(proto.data_envelope())
+            if self.stream is None:
+                return
+        elif self.stream_phase != proto.data_phases:
+            return  # the stream's message ended; this is the next one's data
+        chunks = proto.take_data()
+        if chunks:
+            self.stream.write(chunks)
 
     def waiting(self, now: float) -> None:
         """The driver starts waiting for the client."""
@@ -249,6 +280,9 @@ class Session:
             return
         self.closed = True
         self.rearm = None
+        if self.stream is not None:  # gone during DATA: no dump
+            self.stream.discard()
+            self.stream = None
         try:
             if self.answering is not None:  # gone before its message got a reply
                 envelope, self.answering = self.answering, None
@@ -300,7 +334,8 @@ class Session:
                     case FaultInjected(description=description):
                         notes.append(description)
                     case MessageReceived(envelope=envelope):
-                        stored = host.store(envelope)
+                        stream, self.stream = self.stream, None
+                        stored = host.store(envelope, stream)
                         self.answering = envelope if stored else None
                     case MessageAnswered(replies=replies):
                         if self.answering is not None:
@@ -313,6 +348,10 @@ class Session:
             if stored is None:
                 break
             proto.message_stored(stored)  # the "." reply, then the rest of the input
+        stream = self.stream
+        if stream is not None and (not proto.in_data or self.stream_phase != proto.data_phases):
+            self.stream = None  # its data phase ended, and the message was not kept
+            stream.discard()
         out = proto.take_output()
         if out:
             if self.record is not None:
