@@ -324,3 +324,14 @@ def test_disk_full_while_streaming_leaves_no_dump(
     monkeypatch.undo()
     assert len(calls) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dates_follow_the_time_zone_within_one_second() -> None:
+    """Dates are cached per second: a zone switched meanwhile (tzset) still shows."""
+    utc = format_date(T_MAIL)
+    with local_tz("America/New_York"):
+        new_york = format_date(T_MAIL)
+    assert utc == "Tue, 24 Nov 2026 22:06:54 +0000 (UTC)"
+    assert new_york == "Tue, 24 Nov 2026 17:06:54 -0500 (EST)"
+    assert format_date(T_MAIL) == utc
+    assert format_date(T_MAIL + 1).startswith("Tue, 24 Nov 2026 22:06:55 ")

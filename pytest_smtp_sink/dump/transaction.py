@@ -38,8 +38,28 @@ def dump_text(value: str, utf8: bool) -> str:
     return sanitize(value.encode("utf-8", "surrogateescape"))
 
 
+def local_time_key(timestamp: float) -> tuple[int, int, int, str, str]:
+    """What a local-time text of ``timestamp`` depends on: its second and the time zone
+    (``time.tzset`` may change it), for caches of such texts."""
+    return (int(timestamp // 1), time.timezone, time.altzone, *time.tzname)
+
+
+_last_date: tuple[tuple[int, int, int, str, str], str] | None = None
+
+
 def format_date(timestamp: float) -> str:
     """RFC 2822 date in local time as smtp-sink writes it (``%e``-padded day, C names)."""
+    global _last_date
+    key = local_time_key(timestamp)
+    last = _last_date
+    if last is not None and last[0] == key:
+        return last[1]  # a busy sink dumps many messages a second
+    text = _format_date(timestamp)
+    _last_date = (key, text)
+    return text
+
+
+def _format_date(timestamp: float) -> str:
     tm = time.localtime(timestamp)
     # C-locale names regardless of the process locale.
     days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -15,7 +15,7 @@ import random
 import time
 
 from ..core.config import SinkConfig
-from .transaction import Transaction, with_queue_id
+from .transaction import Transaction, local_time_key, with_queue_id
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -26,9 +26,20 @@ CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY
 APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | _BINARY
 
 
+_expanded: dict[tuple[str, tuple[int, int, int, str, str]], str] = {}
+
+
 def expand_template(template: str, timestamp: float) -> str:
     """strftime expansion in local time, as the C program does."""
-    return time.strftime(template, time.localtime(timestamp)) if "%" in template else template
+    if "%" not in template:
+        return template
+    key = (template, local_time_key(timestamp))
+    text = _expanded.get(key)
+    if text is None:  # once a second per template (the cache keeps the latest few)
+        if len(_expanded) > 16:
+            _expanded.clear()
+        text = _expanded[key] = time.strftime(template, time.localtime(timestamp))
+    return text
 
 
 def _makedirs_for(path: str) -> None:
