@@ -698,6 +698,27 @@ def _as_dumped(tx: Transaction) -> Transaction:
 
 @pytest.mark.drivers
 @pytest.mark.trio
+async def test_max_connections_counts_sessions_that_wait() -> None:
+    """-m counts the sessions that portable tasks serve (a delay): once one ends, the next
+    connection is accepted at once, also when nothing else wakes the accepting thread."""
+    async with serving(config(max_connections=1, delays={"NOOP": 0.05})) as (_server, [addr]):
+        first = await Client.connect(addr)
+        assert (await first.reply()).startswith(b"220 ")
+        second = await Client.connect(addr)
+        with trio.move_on_after(0.3) as waited:
+            await second.reply()
+        assert waited.cancelled_caught, "a 2nd session was greeted"
+        await first.send(b"NOOP\r\n")
+        assert await first.reply() == b"250 2.0.0 Ok\r\n"
+        await first.send(b"QUIT\r\n")
+        assert await first.reply() == b"221 Bye\r\n"
+        await first.aclose()
+        with trio.fail_after(10):
+            assert (await second.reply()).startswith(b"220 ")
+        await second.aclose()
+
+
+@pytest.mark.trio
 async def test_max_connections_under_a_flood() -> None:
     limit, flood = 5, 1000
     async with serving(config(max_connections=limit), backlog=2 * flood) as (server, [addr]):
