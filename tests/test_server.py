@@ -898,3 +898,15 @@ async def test_observer_that_comes_during_data_gets_the_whole_message(tmp_path: 
     [tx] = seen
     assert tx.data == b"Subject: s\n\n" + b"z" * 1000 + b"\ntail\n\n"
     assert _one_file(folder).read_bytes().endswith(tx.data)
+
+
+async def test_t_follows_trio_clock(mock_clock: trio.testing.MockClock) -> None:
+    """-t is measured on trio's clock, whichever driver serves: a jump of a test clock past
+    the limit times the idle session out."""
+    mock_clock.rate = 1.0  # real time passes too (the waits below are bounded)
+    async with serving(config(timeout=30)) as (_server, [addr]):  # 30 s > LIMIT
+        conn = await tcp(addr)
+        assert (await conn.line()).startswith(b"220 ")
+        mock_clock.jump(60)
+        with trio.fail_after(LIMIT):
+            assert await conn.eof() == b""

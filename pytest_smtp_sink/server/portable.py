@@ -8,7 +8,7 @@ sessions handed over by the selector driver, every session where no pollable sel
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager
+from typing import Protocol
 
 import trio
 
@@ -19,25 +19,57 @@ from .transport import PlainTransport
 NAME = "portable"
 
 
-async def serve(session: Session, lock: AbstractContextManager[object]) -> None:
+_LOCK_RETRY = 0.001  # seconds between tries for the lock while the selector thread holds it
+
+
+class _Locked:
+    """``async with``: the server's lock, held whenever a session is touched, taken without
+    blocking trio's thread (the selector thread holds it while it serves a batch, and a
+    hook there may wait for trio meanwhile). Taken also when cancelled (shielded): the
+    cancellation comes at the next wait."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: Lock) -> None:
+        self.lock = lock
+
+    async def __aenter__(self) -> None:
+        lock = self.lock
+        if not lock.acquire(blocking=False):
+            with trio.CancelScope(shield=True):
+                while not lock.acquire(blocking=False):
+                    await trio.sleep(_LOCK_RETRY)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+class Lock(Protocol):
+    def acquire(self, blocking: bool = ...) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+async def serve(session: Session, lock: Lock) -> None:
     """Serve ``session`` to its end. Its connection is closed when this returns, also when
-    the server shuts down (the session is then not counted). ``lock``: the server's, held
-    whenever the session is touched (the selector thread serves others meanwhile)."""
-    with lock:
+    the server shuts down (the session is then not counted). ``lock``: the server's (the
+    selector thread serves other sessions meanwhile)."""
+    locked = _Locked(lock)
+    async with locked:
         session.drivers.append(NAME)
     try:
-        await _serve(session, lock)
+        await _serve(session, locked)
     except Exception as exc:
-        with lock:
+        async with locked:
             session.crashed(exc)
     finally:
         # Still open here: the server is shutting down (cancelled, -M, -n, a signal). Such a
         # session is not counted; Postfix exits without reporting it either.
-        with lock:
+        async with locked:
             session.close(counted=False)
 
 
-async def _serve(session: Session, lock: AbstractContextManager[object]) -> None:
+async def _serve(session: Session, locked: _Locked) -> None:
     waiting = "read"
     # One cancel scope for the session's life; waits move its deadline (a scope per wait
     # costs more than the wait).
@@ -50,7 +82,7 @@ async def _serve(session: Session, lock: AbstractContextManager[object]) -> None
             scope.deadline = trio.current_time() + session.timeout
 
         while True:
-            with lock:
+            async with locked:
                 transport = session.transport
                 step = session.next_step()
                 if step == READ:
@@ -72,13 +104,13 @@ async def _serve(session: Session, lock: AbstractContextManager[object]) -> None
                     context = session.tls_context()
             if step == READ:
                 data = await transport.receive()
-                with lock:
+                async with locked:
                     session.rearm = None
                     scope.deadline = math.inf
                     session.received(data, trio.current_time())
             elif step == SEND:
                 ok = await transport.send_all(data, write_progressed)
-                with lock:
+                async with locked:
                     scope.deadline = math.inf
                     if ok:
                         session.sent(len(data))
@@ -86,7 +118,7 @@ async def _serve(session: Session, lock: AbstractContextManager[object]) -> None
                         session.lost()
             elif step == SLEEP:
                 await trio.sleep(seconds)  # -t limits only waiting for the client
-                with lock:
+                async with locked:
                     session.slept()
             elif step == UPGRADE:
                 assert isinstance(transport, PlainTransport)
@@ -94,16 +126,16 @@ async def _serve(session: Session, lock: AbstractContextManager[object]) -> None
                 try:
                     description = await tls.handshake()
                 except TlsError as exc:
-                    with lock:
+                    async with locked:
                         scope.deadline = math.inf
                         session.upgrade_failed(str(exc))
                     continue
-                with lock:
+                async with locked:
                     scope.deadline = math.inf
                     session.upgraded(tls, description)
             else:
                 assert step == DONE
                 return
     if scope.cancelled_caught:
-        with lock:
+        async with locked:
             session.timed_out(waiting)

@@ -22,7 +22,6 @@ import select
 import selectors
 import socket as stdsocket
 import threading
-import time
 from typing import Protocol
 
 import trio
@@ -40,7 +39,8 @@ def available() -> bool:
 
 
 class DriverHost(Protocol):
-    """What the driver needs from its server (all called with ``lock`` held)."""
+    """What the driver needs from its server (called with ``lock`` held, but for the
+    read of ``accept_paused_until`` before a wait)."""
 
     lock: threading.RLock
 
@@ -79,8 +79,6 @@ class _Poller:
     def __init__(self) -> None:
         self._epoll = select.epoll() if hasattr(select, "epoll") else None
         self._selector = selectors.DefaultSelector() if self._epoll is None else None
-        # a closed descriptor leaves an epoll set by itself: no unregister before close
-        self.closing_forgets = self._epoll is not None
 
     def add(self, fd: int) -> None:
         if self._epoll is not None:
@@ -124,18 +122,23 @@ class SelectorDriver:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._stopping = False
-        self._offset = 0.0  # trio's clock minus perf_counter: session times are trio's
+        self._thread = 0  # its ident, once it runs
+        self._clock: trio.abc.Clock | None = None  # trio's: session times are in its terms
+        self._next_sweep = 0.0
 
     # --------------------------------------------------------- the trio side
 
     async def run(self) -> None:
         """Serve until cancelled (or ``stop``); the thread has ended when this returns."""
         token = trio.lowlevel.current_trio_token()
-        self._offset = trio.current_time() - time.perf_counter()
+        # Read from the thread too: SystemClock and MockClock compute the time, they keep
+        # no state a read changes.
+        self._clock = trio.lowlevel.current_clock()
         done = trio.Event()
         failure: list[BaseException] = []
 
         def main() -> None:
+            self._thread = threading.get_ident()
             try:
                 self._serve()
             except BaseException as exc:  # a bug: re-raised in the server's nursery
@@ -155,8 +158,8 @@ class SelectorDriver:
             thread.join()
             self._wake_r.close()
             self._wake_w.close()
-        if failure:
-            raise failure[0]
+            if failure:  # a bug in the thread, also when the task was cancelled meanwhile
+                raise failure[0]
 
     def stop(self) -> None:
         """Make the thread leave its loop (from any thread)."""
@@ -170,12 +173,19 @@ class SelectorDriver:
 
     def room_freed(self) -> None:
         """A session ended (lock held): accept again if the -m limit stopped it."""
-        if not self._accepting and not self._stopping:
+        if not self._accepting and not self._stopping and threading.get_ident() != self._thread:
+            self.wake()
+
+    def config_changed(self) -> None:
+        """A new configuration (lock held): its -t applies from the next sweep, at once."""
+        self._next_sweep = 0.0
+        if threading.get_ident() != self._thread:
             self.wake()
 
     def now(self) -> float:
         """trio's clock, read from any thread."""
-        return time.perf_counter() + self._offset
+        assert self._clock is not None
+        return self._clock.current_time()
 
     # ----------------------------------------------- the thread (lock held)
 
@@ -194,14 +204,13 @@ class SelectorDriver:
         lock = self._lock
         wake_fd = self._wake_r.fileno()
         self._poller.add(wake_fd)
-        next_sweep = 0.0
         try:
             with lock:
                 self._update_accepting(self.now())
             while not self._stopping:
                 timeout: float | None = None
                 if sessions:
-                    timeout = max(0.0, next_sweep - self.now())
+                    timeout = max(0.0, self._next_sweep - self.now())
                 if not self._accepting:
                     wait = host.accept_paused_until() - self.now()
                     if wait > 0:  # out of descriptors: accept again after a pause
@@ -222,17 +231,23 @@ class SelectorDriver:
                                 self._accept(listener, now)
                         if self._stopping:
                             break
-                    if now >= next_sweep:
-                        next_sweep = now + host.sweep_interval()
+                    if now >= self._next_sweep:
+                        self._next_sweep = now + host.sweep_interval()
                         self._sweep(now)
                     if not self._accepting:  # (_accept stops it when it must)
                         self._update_accepting(now)
         finally:
+            errors: list[Exception] = []
             with lock:
                 for session in list(sessions.values()):
-                    self._forget(session)
-                    session.close(counted=False)  # the server shuts down
+                    try:
+                        self._forget(session)
+                        session.close(counted=False)  # the server shuts down
+                    except Exception as exc:  # the others are closed all the same
+                        errors.append(exc)
             self._poller.close()
+            if errors:
+                raise errors[0]
 
     def _update_accepting(self, now: float) -> None:
         """Listen while the server has room and is not pausing."""
@@ -319,9 +334,12 @@ class SelectorDriver:
                 if fd not in self._sessions:
                     self._poller.add(fd)
                     self._sessions[fd] = session
+                    # Out of the poll set before the socket closes: a forked child may
+                    # hold the descriptor open, and its entry would stay and be reported.
+                    transport.before_close = self._poller.remove
                 return
             elif step == DONE:
-                self._forget(session, closed=True)
+                self._forget(session)
                 return
             else:  # SLEEP, UPGRADE
                 self._give_away(session)
@@ -329,19 +347,20 @@ class SelectorDriver:
 
     def _crashed(self, session: Session, exc: Exception) -> None:
         session.crashed(exc)
-        self._forget(session, closed=True)
+        self._forget(session)
 
     def _sweep(self, now: float) -> None:
         expired = [s for s in self._sessions.values() if now >= s.read_deadline()]
         for session in expired:
             session.timed_out("read")
-            self._forget(session, closed=True)
+            self._forget(session)
 
-    def _forget(self, session: Session, closed: bool = False) -> None:
+    def _forget(self, session: Session) -> None:
         transport = session.transport
         assert isinstance(transport, PlainTransport)
-        known = self._sessions.pop(transport.fd, None) is not None
-        if known and not (closed and self._poller.closing_forgets):
+        # (a closed one left the poll set as it closed: before_close)
+        if self._sessions.pop(transport.fd, None) is not None and transport.before_close:
+            transport.before_close = None
             self._poller.remove(transport.fd)
 
     def _give_away(self, session: Session) -> None:

@@ -115,9 +115,10 @@ class SinkServer:
     that served them (``"selector"``, ``"portable"``, ``"selector+portable"``).
 
     Hooks (``subscribe``, ``on_answered``, ``log``, ``counters_out``, ``transcript``) run in
-    the thread that serves the session: the selector driver's thread or trio's. They must
-    be thread-safe and must not call trio directly (use a ``TrioToken``'s
-    ``run_sync_soon``).
+    the thread that serves the session, the selector driver's or trio's, with ``lock``
+    held. They must be thread-safe and quick, and must never wait for the trio loop (no
+    ``trio.from_thread.run``/``run_sync``: that loop may be waiting for the lock); to tell
+    trio something, use a ``TrioToken``'s ``run_sync_soon``, which does not wait.
     """
 
     def __init__(
@@ -191,6 +192,8 @@ class SinkServer:
             for session in self._sessions:
                 session.proto.set_tables(self._tables, self._collect)
                 session.config_changed()
+            if self._selector is not None:
+                self._selector.config_changed()
 
     def reset_rule_counters(self) -> None:
         """Rules counted per sink start counting again (the plugin does it per test)."""
@@ -202,22 +205,24 @@ class SinkServer:
 
         A hook that raises is logged and the client gets ``451 4.3.0`` for that message.
         """
-        self.subscribers.append(hook)
-        self._apply(self._config)
+        with self.lock:
+            self.subscribers.append(hook)
+            self._apply(self._config)
 
     def unsubscribe(self, hook: TransactionHook) -> None:
         """Stop calling ``hook`` (no error when it was not subscribed)."""
-        with contextlib.suppress(ValueError):
+        with self.lock, contextlib.suppress(ValueError):
             self.subscribers.remove(hook)
-        with contextlib.suppress(ValueError):
+        with self.lock, contextlib.suppress(ValueError):
             self.answer_hooks.remove(hook)
         self._apply(self._config)
 
     def on_answered(self, hook: TransactionHook) -> None:
         """Call ``hook(tx)`` once a stored transaction got its reply to the end of data
         (``tx.reply``, ``tx.replies``, ``tx.accepted``), before that reply is sent."""
-        self.answer_hooks.append(hook)
-        self._apply(self._config)
+        with self.lock:
+            self.answer_hooks.append(hook)
+            self._apply(self._config)
 
     @property
     def listeners(self) -> list[stdsocket.socket]:
@@ -269,6 +274,10 @@ class SinkServer:
                     task_status.started(list(self.addresses))
         finally:
             self._scope = self._nursery = self._selector = self._limit = None
+            with self.lock:  # none is left but after a bug: close it, free its -m slot
+                for session in list(self._sessions):
+                    with contextlib.suppress(Exception):
+                        session.close(counted=False)
             listeners.close()
 
     def stop(self, reason: str = "stopped") -> None:
@@ -277,8 +286,9 @@ class SinkServer:
         if scope is None:
             return
         self.stopped_by = self.stopped_by or reason
-        if self._selector is not None:
-            self._selector.stop()  # serves nothing more, also before trio cancels it
+        driver = self._selector
+        if driver is not None:
+            driver.stop()  # serves nothing more, also before trio cancels it
         if threading.get_ident() == self._trio_thread:
             scope.cancel()
         elif self._token is not None:

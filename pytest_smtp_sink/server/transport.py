@@ -51,12 +51,13 @@ async def fair_turn(transport: _Fair) -> None:
 class PlainTransport:
     """A connected, non-blocking socket."""
 
-    __slots__ = ("_ready_reads", "fd", "sock")
+    __slots__ = ("_ready_reads", "before_close", "fd", "sock")
 
     def __init__(self, sock: stdsocket.socket) -> None:
         self.sock = sock
         self.fd = sock.fileno()  # kept: the selector driver forgets sessions by it after close
         self._ready_reads = 0
+        self.before_close: Callable[[int], None] | None = None  # called with fd (selector)
 
     # -- without waiting (the selector driver)
     def recv_nowait(self) -> bytes | None:
@@ -101,4 +102,9 @@ class PlainTransport:
             progressed()
 
     def close(self) -> None:
-        self.sock.close()
+        before, self.before_close = self.before_close, None
+        try:
+            if before is not None:
+                before(self.fd)
+        finally:
+            self.sock.close()
