@@ -887,16 +887,16 @@ async def test_observer_that_comes_during_data_gets_the_whole_message(tmp_path: 
         await conn.line()
         await conn.send(MESSAGE)
         await conn.lines(4)
-        await conn.send(b"Subject: s\r\n\r\n" + b"z" * 1000 + b"\r\n")
+        await conn.send(b"Subject: s\r\n\r\n" + (b"z" * 998 + b"\r\n") * 100)
         with trio.fail_after(LIMIT):
             while not folder.exists() or not list(folder.iterdir()):
                 await trio.sleep(0.01)
-        await _grows_to(_one_file(folder), 1000)
+        await _grows_to(_one_file(folder), 100_000)
         server.subscribe(seen.append)
         await conn.send(b"tail\r\n.\r\n")
         assert await conn.line() == b"250 2.0.0 Ok"
     [tx] = seen
-    assert tx.data == b"Subject: s\n\n" + b"z" * 1000 + b"\ntail\n\n"
+    assert tx.data == b"Subject: s\n\n" + (b"z" * 998 + b"\n") * 100 + b"tail\n\n"
     assert _one_file(folder).read_bytes().endswith(tx.data)
 
 

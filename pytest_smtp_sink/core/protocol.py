@@ -119,6 +119,7 @@ class SinkProtocol:
         self._eof = False
         self.lines = 0  # complete command lines received
         self.data_phases = 0  # DATA phases begun (a driver streaming data tells them apart)
+        self.data_held = 0  # octets of the message's dump form held (not taken) so far
         # session state (reference §6)
         self.in_mail = False
         self.rcpts = 0
@@ -192,6 +193,7 @@ class SinkProtocol:
         then holds only the rest, and ``data_envelope`` gives the fields to begin with."""
         chunks = self._chunks
         self._chunks = []
+        self.data_held = 0
         return chunks
 
     def data_envelope(self) -> Envelope:
@@ -740,6 +742,7 @@ class SinkProtocol:
             return
         self._phase = _DATA
         self.data_phases += 1
+        self.data_held = 0
         self._tail = b"\r\n"
         self._chunks = []
         self._size = 0
@@ -839,11 +842,14 @@ class SinkProtocol:
             if self._size > limit:
                 self._too_big = True
                 self._chunks = []
+                self.data_held = 0
         if not self._too_big:
             # Transform as it arrives (dump_body piece by piece), so that a big message is
             # held once, in its dumped form. The two raw octets before the chunk decide
             # whether a dot at its start follows a CRLF.
-            self._chunks.append(dump_form(self._tail[-2:], chunk))
+            piece = dump_form(self._tail[-2:], chunk)
+            self._chunks.append(piece)
+            self.data_held += len(piece)
 
     def _end_of_data(self) -> None:
         self._dot_count = self.rcpts

@@ -35,6 +35,8 @@ from .transport import Transport
 # (direction, bytes): the transcript; "C" client, "S" server, "!" a fault a rule injected
 Recorder = Callable[[str, bytes], None]
 
+STREAM_FROM = 65536  # octets of a message held before it goes to its -d dump as it comes
+
 # What a driver does next (``Session.next_step``).
 SEND = 0  # send ``outbox``, then ``sent(n)`` / ``lost()``
 SLEEP = 1  # sleep ``pause.seconds``, then ``slept()``
@@ -241,6 +243,8 @@ class Session:
         if not proto.in_data:
             return  # (a stream whose data phase ended is for _process to settle)
         if self.stream is None:
+            if proto.data_held < STREAM_FROM:
+                return  # a small message is written whole, with one write
             if self.stream_phase == proto.data_phases or not proto.collect:
                 return  # asked already: no stream for this message
             self.stream_phase = proto.data_phases
