@@ -14,15 +14,19 @@ import ssl
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from typing import TextIO
-
-import trio
+from typing import TYPE_CHECKING, TextIO
 
 from .core.argv import Invocation, parse_argv
 from .core.endpoint import ListenError
 from .core.errors import ConfigError, UsageError, printable
 from .core.options import USAGE
 from .server.server import SinkServer, stderr_logger
+
+if TYPE_CHECKING:
+    import trio
+
+# trio is imported once the listeners are bound and the selector thread serves them: its
+# import is most of the start-up time, and the first client need not wait for it.
 
 
 class Fatal(Exception):
@@ -116,30 +120,19 @@ def test_certificate(folder: str, log: Callable[[str, str], None]) -> ssl.SSLCon
     return certificates.server_context()
 
 
-async def serve(inv: Invocation, prog: str) -> str | None:
-    """Run the server until a signal, -M or -n; returns what stopped it."""
+def prepare(inv: Invocation, prog: str, stack: contextlib.ExitStack) -> SinkServer:
+    """The server, bound and serving from its selector thread (no trio yet): the -v lines,
+    the test certificate, the listeners, then -u / -R."""
     cfg = inv.config
     log = stderr_logger(prog)
     if cfg.verbose:  # Postfix's first -v line: the address families it will use
         log("info", "name_mask: " + {"inet4": "ipv4", "inet6": "ipv6"}.get(cfg.family, "all"))
-    with contextlib.ExitStack() as stack:
-        context = None
-        made: list[str] = []
-        if cfg.tls and cfg.tls_cert is None:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="smtp-sink-tls-"))
-            context = test_certificate(folder, log)
-            made = [folder, *(os.path.join(folder, name) for name in os.listdir(folder))]
-        return await _serve(inv, prog, log, context, made)
-
-
-async def _serve(
-    inv: Invocation,
-    prog: str,
-    log: Callable[[str, str], None],
-    context: ssl.SSLContext | None,
-    made: Sequence[str],
-) -> str | None:
-    cfg = inv.config
+    context = None
+    made: list[str] = []
+    if cfg.tls and cfg.tls_cert is None:
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="smtp-sink-tls-"))
+        context = test_certificate(folder, log)
+        made = [folder, *(os.path.join(folder, name) for name in os.listdir(folder))]
     server = SinkServer(
         cfg,
         inv.address,
@@ -154,11 +147,25 @@ async def _serve(
         if cfg.user is not None:
             drop_privileges(cfg.user, cfg.chroot, give=made, log=log if cfg.verbose > 1 else None)
 
+    if cfg.user is not None:
+        # Then trio is imported before the first client is served, not meanwhile: as the
+        # other user (or in the chroot) Python may not reach its files. (Before binding:
+        # privileges go right after it, as in Postfix.)
+        server.preload()
+    server.start_early(before_serving)
+    stack.callback(server.close_early)  # (nothing left to do once run() took over)
+    return server
+
+
+async def serve(server: SinkServer) -> str | None:
+    """Run the server until a signal, -M or -n; returns what stopped it."""
+    import trio
+
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
             async def run_server(task_status: trio.TaskStatus[object]) -> None:
-                await server.run(task_status=task_status, before_serving=before_serving)
+                await server.run(task_status=task_status)
                 nursery.cancel_scope.cancel()  # -M / -n stopped it
 
             async def watch_signals() -> None:
@@ -220,7 +227,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unsupported is not None:
         return fatal(unsupported)
     try:
-        trio.run(serve, inv, prog)
+        with contextlib.ExitStack() as stack:
+            server = prepare(inv, prog, stack)
+            import trio
+
+            trio.run(serve, server)
     except KeyboardInterrupt:
         return 0
     except BaseException as exc:

@@ -910,3 +910,4 @@ async def test_t_follows_trio_clock(mock_clock: trio.testing.MockClock) -> None:
         mock_clock.jump(60)
         with trio.fail_after(LIMIT):
             assert await conn.eof() == b""
+

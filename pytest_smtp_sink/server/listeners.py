@@ -16,8 +16,6 @@ import stat
 import sys
 from collections.abc import Callable
 
-import trio
-
 from ..core.config import SinkConfig
 from ..core.endpoint import Endpoint, ListenError
 
@@ -55,12 +53,13 @@ class Listeners:
         self.addresses: list[Address] = []
         self._unix_inode: tuple[int, int] | None = None  # our socket file, to remove
 
-    async def open(self, config: SinkConfig, log: Callable[[str, str], None]) -> None:
+    def open(self, config: SinkConfig, log: Callable[[str, str], None]) -> None:
+        """Bind and listen (blocking: a name is looked up at once, as Postfix does)."""
         ep = self.endpoint
         if ep.kind == "unix":
             self._open_unix(ep.host)
         else:
-            await self._open_inet(ep.host, ep.port, config, log)
+            self._open_inet(ep.host, ep.port, config, log)
         for sock in self.sockets:
             sock.setblocking(False)
 
@@ -118,13 +117,13 @@ class Listeners:
 
     # ------------------------------------------------------------------------ inet
 
-    async def _open_inet(
+    def _open_inet(
         self, host: str, port: str, config: SinkConfig, log: Callable[[str, str], None]
     ) -> None:
         family = {"inet": stdsocket.AF_UNSPEC, "inet4": stdsocket.AF_INET,
                   "inet6": stdsocket.AF_INET6}[config.family]  # fmt: skip
         try:
-            infos = await trio.socket.getaddrinfo(
+            infos = stdsocket.getaddrinfo(
                 host or None, port, family, stdsocket.SOCK_STREAM, 0, stdsocket.AI_PASSIVE
             )
         except (stdsocket.gaierror, UnicodeError, OverflowError) as exc:

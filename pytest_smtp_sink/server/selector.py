@@ -6,6 +6,8 @@ plain blocking poll loop in a thread of its own, started and joined by a task of
 nursery: it accepts on the listeners and serves every ready session synchronously (recv,
 protocol, send) with no trio call in between. Cancelling the task stops the thread (a byte
 on a wake-up socket) and waits for it, so the server still shuts down as a nursery does.
+The command line starts the thread before trio is even imported (``start``), so that the
+first client is greeted at once; the task then takes it over (``run``).
 
 Sessions that must wait (a -W/-H/-A delay, a send that would block, TLS) are handed to the
 portable driver's tasks, which carry on from the same Session. Server and session state is
@@ -22,15 +24,26 @@ import select
 import selectors
 import socket as stdsocket
 import threading
+import time
+from collections.abc import Callable
 from typing import Protocol
-
-import trio
 
 from .session import DONE, READ, SEND, Session
 from .transport import RECV_SIZE, PlainTransport
 
 NAME = "selector"
 _ACCEPT_BURST = 64  # connections accepted per readable listener before serving the rest
+
+
+class Clock(Protocol):
+    def current_time(self) -> float: ...
+
+
+class MonotonicClock:
+    """The clock before trio runs (``start``); trio's own replaces it (``switch_clock``)."""
+
+    def current_time(self) -> float:
+        return time.perf_counter()
 
 
 def available() -> bool:
@@ -123,43 +136,77 @@ class SelectorDriver:
         self._wake_w.setblocking(False)
         self._stopping = False
         self._thread = 0  # its ident, once it runs
-        self._clock: trio.abc.Clock | None = None  # trio's: session times are in its terms
+        self._clock: Clock | None = None  # trio's (once it runs): session times are in it
         self._next_sweep = 0.0
+        self._runner: threading.Thread | None = None
+        self._failure: list[BaseException] = []  # a bug in the thread, for run() to raise
+        self._exited = threading.Event()
+        self._on_exit: list[Callable[[], None]] = []  # called once the thread ends
 
     # --------------------------------------------------------- the trio side
 
+    def start(self, clock: Clock) -> None:
+        """Start the thread, times on ``clock`` (``run`` starts it when this did not)."""
+        self._clock = clock
+        self._runner = threading.Thread(target=self._main, name="smtp-sink selector", daemon=True)
+        self._runner.start()
+
+    def _main(self) -> None:
+        self._thread = threading.get_ident()
+        try:
+            self._serve()
+        except BaseException as exc:  # a bug: re-raised in the server's nursery
+            self._failure.append(exc)
+        finally:
+            self._exited.set()
+            for callback in list(self._on_exit):
+                callback()
+
+    def switch_clock(self, clock: Clock) -> float:
+        """Measure time on ``clock`` from now on (lock held); returns what to add to the
+        times taken on the old one."""
+        assert self._clock is not None
+        delta = clock.current_time() - self._clock.current_time()
+        self._clock = clock
+        self._next_sweep += delta
+        self.wake()  # its wait was computed on the old clock
+        return delta
+
     async def run(self) -> None:
         """Serve until cancelled (or ``stop``); the thread has ended when this returns."""
+        import trio
+
         token = trio.lowlevel.current_trio_token()
-        # Read from the thread too: SystemClock and MockClock compute the time, they keep
-        # no state a read changes.
-        self._clock = trio.lowlevel.current_clock()
         done = trio.Event()
-        failure: list[BaseException] = []
 
-        def main() -> None:
-            self._thread = threading.get_ident()
-            try:
-                self._serve()
-            except BaseException as exc:  # a bug: re-raised in the server's nursery
-                failure.append(exc)
-            finally:
-                with contextlib.suppress(trio.RunFinishedError):
-                    token.run_sync_soon(done.set)
+        def ended() -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(done.set)
 
-        thread = threading.Thread(target=main, name="smtp-sink selector", daemon=True)
-        thread.start()
+        self._on_exit.append(ended)
+        if self._runner is None:
+            # Read from the thread too: SystemClock and MockClock compute the time, they
+            # keep no state a read changes.
+            self.start(trio.lowlevel.current_clock())
+        if self._exited.is_set():
+            done.set()  # (it ended before it knew whom to tell)
         try:
             await done.wait()
         finally:
             self.stop()
             with trio.CancelScope(shield=True):
                 await done.wait()
-            thread.join()
-            self._wake_r.close()
-            self._wake_w.close()
-            if failure:  # a bug in the thread, also when the task was cancelled meanwhile
-                raise failure[0]
+            self.close()
+
+    def close(self) -> None:
+        """Stop the thread, wait for it, and raise what failed in it (a bug)."""
+        self.stop()
+        if self._runner is not None:
+            self._runner.join()
+        self._wake_r.close()
+        self._wake_w.close()
+        if self._failure:  # a bug in the thread, also when the task was cancelled meanwhile
+            raise self._failure[0]
 
     def stop(self) -> None:
         """Make the thread leave its loop (from any thread)."""

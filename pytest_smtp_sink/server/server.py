@@ -23,8 +23,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import trio
+from typing import TYPE_CHECKING
 
 from ..core.config import SinkConfig
 from ..core.endpoint import Endpoint, ListenError
@@ -34,16 +33,22 @@ from ..core.protocol import SinkProtocol
 from ..core.replies import Tables
 from ..dump.transaction import Transaction
 from ..dump.writer import DumpStream, DumpWriter
-from . import portable, selector
+from . import selector
 from .listeners import Address, Listeners, unix_family
 from .session import Recorder, Session
-from .tls import server_context
 from .transport import PlainTransport
+
+if TYPE_CHECKING:
+    import trio
+
+# trio is imported when the server starts serving: the command line binds and serves its
+# first clients from the selector thread while trio still loads (``start_early``).
+PORTABLE = "portable"  # portable.NAME, without importing the module (it imports trio)
 
 LogFunc = Callable[[str, str], None]  # (level: "info"|"warning"|"error", text)
 TransactionHook = Callable[[Transaction], None]
 
-DRIVERS = ("auto", portable.NAME, selector.NAME)
+DRIVERS = ("auto", PORTABLE, selector.NAME)
 _ACCEPT_BURST = 64  # connections accepted in a row before other tasks get a turn
 _ACCEPT_PAUSE = 0.1  # out of descriptors: let sessions finish before accepting again
 _UNIX = unix_family()
@@ -160,6 +165,10 @@ class SinkServer:
         self._trio_thread = 0
         self._limit: trio.Semaphore | None = None  # -m, when trio tasks accept
         self._selector: selector.SelectorDriver | None = None
+        # start_early: the listeners and the selector thread, serving before run() does
+        self._early: tuple[Listeners, selector.SelectorDriver | None] | None = None
+        self._early_handovers: list[Session] = []  # sessions for portable tasks, meanwhile
+        self._early_stop: str | None = None  # -M/-n reached meanwhile
         # sessions, counters, hooks: shared by the selector thread and the trio tasks
         self.lock = threading.RLock()
         self._sessions: set[Session] = set()
@@ -231,67 +240,166 @@ class SinkServer:
 
     # ------------------------------------------------------------------ serving
 
-    async def run(
-        self,
-        *,
-        task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
-        before_serving: Callable[[], None] | None = None,
-    ) -> None:
-        """Bind, report the addresses, then serve until cancelled or stopped.
+    @staticmethod
+    def preload() -> None:
+        """Import now what serving imports later (trio, the portable driver, TLS): before a
+        chroot or a switch to another user, after which the files may be out of reach."""
+        import trio  # noqa: F401
 
-        Returns normally after ``stop()`` (and after -M / -n); re-raises cancellation.
-        """
-        self.addresses = []
-        self.stopped_by = None
+        from . import portable, tls  # noqa: F401
+
+    def start_early(self, before_serving: Callable[[], None] | None = None) -> None:
+        """Bind, call ``before_serving``, and start the selector thread now, before trio
+        runs (the command line: the first client is greeted while trio still loads).
+        ``run`` then takes over; ``close_early`` undoes it when ``run`` never comes."""
+        self._check_tls()
+        listeners = self._bind()
+        try:
+            if before_serving is not None:
+                before_serving()
+            driver = None
+            if self.driver != PORTABLE and selector.available():
+                self._max_open = self._config.max_connections
+                self._accept_pause = 0.0
+                driver = self._selector = selector.SelectorDriver(self, listeners.sockets)
+                self._early = (listeners, driver)
+                driver.start(selector.MonotonicClock())
+            else:
+                self._early = (listeners, None)
+        except BaseException:
+            self._early = None
+            self._selector = None
+            listeners.close()
+            raise
+
+    def close_early(self) -> None:
+        """Stop what ``start_early`` started, when ``run`` did not take it over."""
+        early, self._early = self._early, None
+        if early is None:
+            return
+        listeners, driver = early
+        try:
+            if driver is not None:
+                driver.close()  # its thread closes its sessions
+        finally:
+            self._selector = None
+            with self.lock:
+                for session in self._early_handovers + list(self._sessions):
+                    session.close(counted=False)
+                self._early_handovers.clear()
+            listeners.close()
+
+    def _check_tls(self) -> None:
         if self._config.tls:
             try:
                 self.tls_context()
             except (OSError, ssl.SSLError, ValueError) as exc:
                 raise ListenError(str(exc)) from exc
+
+    def _bind(self) -> Listeners:
+        self.addresses = []
+        self.stopped_by = None
+        self._early_stop = None
         listeners = Listeners(self.endpoint, self.backlog)
         try:
-            await listeners.open(self._config, self.log)
-            self._listeners = listeners
-            self.addresses = list(listeners.addresses)
-            if before_serving is not None:
+            listeners.open(self._config, self.log)
+        except BaseException:
+            listeners.close()
+            raise
+        self._listeners = listeners
+        self.addresses = list(listeners.addresses)
+        return listeners
+
+    async def run(
+        self,
+        *,
+        task_status: trio.TaskStatus[list[Address]] | None = None,
+        before_serving: Callable[[], None] | None = None,
+    ) -> None:
+        """Bind, report the addresses, then serve until cancelled or stopped (after
+        ``start_early``: serve what it bound; ``before_serving`` was called then).
+
+        Returns normally after ``stop()`` (and after -M / -n); re-raises cancellation.
+        """
+        import trio
+
+        if task_status is None:
+            task_status = trio.TASK_STATUS_IGNORED
+        early = self._early
+        driver: selector.SelectorDriver | None = None
+        if early is None:
+            self._check_tls()
+            listeners = self._bind()
+        else:
+            listeners, driver = early
+        try:
+            if early is None and before_serving is not None:
                 before_serving()
             with trio.CancelScope() as scope:
-                self._scope = scope
-                self._token = trio.lowlevel.current_trio_token()
-                self._trio_thread = threading.get_ident()
-                self._max_open = self._config.max_connections
-                self._accept_pause = 0.0
                 async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    if self.driver != portable.NAME and selector.available():
+                    with self.lock:  # the selector thread may be serving already
+                        self._scope = scope
+                        self._nursery = nursery
+                        self._token = trio.lowlevel.current_trio_token()
+                        self._trio_thread = threading.get_ident()
+                        if driver is not None:
+                            self._switch_clock(driver, trio.lowlevel.current_clock())
+                        else:
+                            self._max_open = self._config.max_connections
+                            self._accept_pause = 0.0
+                        self._early = None
+                        for session in self._early_handovers:
+                            self._start_portable(session)
+                        self._early_handovers.clear()
+                    if driver is None and self.driver != PORTABLE and selector.available():
                         # the selector thread accepts, and serves what needs no waiting
-                        self._selector = selector.SelectorDriver(self, listeners.sockets)
-                        nursery.start_soon(self._selector.run)
+                        driver = self._selector = selector.SelectorDriver(self, listeners.sockets)
+                    if driver is not None:
+                        nursery.start_soon(driver.run)
                     else:
                         self._limit = trio.Semaphore(self._max_open)
                         for sock in listeners.sockets:
                             nursery.start_soon(self._accept_loop, sock)
                     task_status.started(list(self.addresses))
+                    if self._early_stop is not None:
+                        self.stop(self._early_stop)  # -M / -n came before trio did
         finally:
+            self._early = None
             self._scope = self._nursery = self._selector = self._limit = None
             with self.lock:  # none is left but after a bug: close it, free its -m slot
-                for session in list(self._sessions):
+                for session in self._early_handovers + list(self._sessions):
                     with contextlib.suppress(Exception):
                         session.close(counted=False)
+                self._early_handovers.clear()
             listeners.close()
+
+    def _switch_clock(self, driver: selector.SelectorDriver, clock: selector.Clock) -> None:
+        """Times taken before trio ran move to trio's clock (lock held)."""
+        delta = driver.switch_clock(clock)
+        for session in self._sessions:
+            session.shift_clock(delta)
+        if self._accept_pause:
+            self._accept_pause += delta
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop serving (from the trio loop or the selector thread)."""
+        driver = self._selector
         scope = self._scope
         if scope is None:
+            if self._early is not None:  # before trio runs: run() stops at once
+                self._early_stop = self._early_stop or reason
+                self.stopped_by = self.stopped_by or reason
+                if driver is not None:
+                    driver.stop()
             return
         self.stopped_by = self.stopped_by or reason
-        driver = self._selector
         if driver is not None:
             driver.stop()  # serves nothing more, also before trio cancels it
         if threading.get_ident() == self._trio_thread:
             scope.cancel()
         elif self._token is not None:
+            import trio
+
             with contextlib.suppress(trio.RunFinishedError):
                 self._token.run_sync_soon(scope.cancel)
 
@@ -329,9 +437,14 @@ class SinkServer:
         return self._config.needs_task or session.implicit_tls
 
     def hand_over(self, session: Session) -> None:
+        if self._early is not None:  # trio is not running yet (lock held): it starts them
+            self._early_handovers.append(session)
+            return
         if threading.get_ident() == self._trio_thread:
             self._start_portable(session)
             return
+        import trio
+
         token = self._token
         try:
             if token is None:
@@ -341,6 +454,8 @@ class SinkServer:
             session.close(counted=False)
 
     async def _accept_loop(self, listener: stdsocket.socket) -> None:
+        import trio
+
         limit = self._limit
         assert limit is not None
         accepted = 0
@@ -403,6 +518,8 @@ class SinkServer:
 
     def _start_portable(self, session: Session) -> None:
         """A task of the nursery serves ``session`` from now on (in the trio thread)."""
+        from . import portable
+
         nursery = self._nursery
         try:
             if nursery is None:
@@ -541,6 +658,8 @@ class SinkServer:
         key = (cfg.tls_cert, cfg.tls_key)
         context = self._file_contexts.get(key)
         if context is None:
+            from .tls import server_context
+
             context = self._file_contexts[key] = server_context(cfg.tls_cert, cfg.tls_key)
         return context
 

@@ -261,6 +261,12 @@ class Session:
         """The driver starts waiting for the client."""
         self.idle_since = now
 
+    def shift_clock(self, delta: float) -> None:
+        """Its times move to another clock (the server's switch to trio's)."""
+        self.idle_since += delta
+        if self.line_since is not None:
+            self.line_since += delta
+
     def read_deadline(self) -> float:
         timeout = self.timeout
         deadline = self.idle_since + timeout

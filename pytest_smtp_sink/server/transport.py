@@ -12,7 +12,8 @@ import socket as stdsocket
 from collections.abc import Callable
 from typing import Protocol
 
-import trio
+# trio is imported by the waiting methods only: the command line serves its first clients
+# from the selector thread while trio still loads.
 
 RECV_SIZE = 65536  # one recv per readable socket
 _FAIR_READS = 16  # reads in a row that did not wait: then let other tasks run
@@ -44,6 +45,8 @@ async def fair_turn(transport: _Fair) -> None:
     next read: a read never loses what it got to a deadline that passes meanwhile)."""
     transport._ready_reads += 1
     if transport._ready_reads >= _FAIR_READS:
+        import trio
+
         transport._ready_reads = 0
         await trio.lowlevel.checkpoint()
 
@@ -80,6 +83,8 @@ class PlainTransport:
 
     # -- waiting (the portable driver)
     async def receive(self) -> bytes:
+        import trio
+
         await fair_turn(self)
         while True:
             data = self.recv_nowait()
@@ -90,6 +95,8 @@ class PlainTransport:
             return data
 
     async def send_all(self, data: bytes, progressed: Callable[[], None]) -> bool:
+        import trio
+
         view: bytes | memoryview = data
         while True:
             sent = self.send_nowait(view)
