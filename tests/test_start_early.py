@@ -8,22 +8,31 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import support
 import trio
 from support import Log, config
 
+from pytest_smtp_sink.server import selector
 from pytest_smtp_sink.server.server import SinkServer
 
 LIMIT = 10.0
 MESSAGE = b"HELO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
 BODY = b"Subject: hi\r\n\r\nbody\r\n.\r\n"
 needs_selector = pytest.mark.skipif(
-    not support.selector.available(), reason="no selector driver on this platform"
+    not selector.available(), reason="no selector driver on this platform"
 )
 
 
+def _inet_addr(addr: Any) -> tuple[str, int]:
+    host, port = addr
+    return str(host), int(port)
+
+
+def _inet(server: SinkServer) -> tuple[str, int]:
+    return _inet_addr(server.addresses[0])
+
+
 def _early_client(addr: Any) -> socket.socket:
-    client = socket.create_connection(tuple(addr), timeout=LIMIT)
+    client = socket.create_connection(_inet_addr(addr), timeout=LIMIT)
     assert client.recv(100) == b"220 smtp-sink ESMTP\r\n"  # greeted with no trio running
     return client
 
@@ -67,7 +76,7 @@ def test_start_early_sessions_that_wait_start_with_trio() -> None:
     server = SinkServer(config(delays={"CONNECT": 0.01}), log=Log(), driver="auto")
     server.start_early()
     try:
-        client = socket.create_connection(tuple(server.addresses[0]), timeout=LIMIT)
+        client = socket.create_connection(_inet(server), timeout=LIMIT)
 
         def greeted() -> None:
             assert client.recv(100) == b"220 smtp-sink ESMTP\r\n"
@@ -119,12 +128,12 @@ def test_start_early_timeout_survives_the_switch_to_trio_clock() -> None:
 
 @pytest.mark.parametrize("driver", ["portable", "selector"])
 def test_portable_start_early_binds_and_run_serves(driver: str) -> None:
-    if driver == "selector" and not support.selector.available():
+    if driver == "selector" and not selector.available():
         pytest.skip("no selector driver on this platform")
     server = SinkServer(config(), log=Log(), driver=driver)
     server.start_early()
     try:
-        client = socket.create_connection(tuple(server.addresses[0]), timeout=LIMIT)
+        client = socket.create_connection(_inet(server), timeout=LIMIT)
 
         def greeted() -> None:
             assert client.recv(100) == b"220 smtp-sink ESMTP\r\n"
@@ -139,9 +148,9 @@ def test_close_early_without_run() -> None:
     free again, the greeted client is disconnected."""
     server = SinkServer(config(), log=Log())
     server.start_early()
-    addr = tuple(server.addresses[0])
+    addr = _inet(server)
     client = socket.create_connection(addr, timeout=LIMIT)
-    assert client.recv(100).startswith(b"220 ") or not support.selector.available()
+    assert client.recv(100).startswith(b"220 ") or not selector.available()
     server.close_early()
     server.close_early()  # once or twice: the same
     assert client.recv(100) == b""
