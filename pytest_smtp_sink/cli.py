@@ -10,9 +10,7 @@ import contextlib
 import importlib.util
 import os
 import signal
-import ssl
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
@@ -23,6 +21,8 @@ from .core.options import USAGE
 from .server.server import SinkServer, stderr_logger
 
 if TYPE_CHECKING:
+    import ssl
+
     import trio
 
 # trio is imported once the listeners are bound and the selector thread serves them: its
@@ -130,6 +130,8 @@ def prepare(inv: Invocation, prog: str, stack: contextlib.ExitStack) -> SinkServ
     context = None
     made: list[str] = []
     if cfg.tls and cfg.tls_cert is None:
+        import tempfile
+
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="smtp-sink-tls-"))
         context = test_certificate(folder, log)
         made = [folder, *(os.path.join(folder, name) for name in os.listdir(folder))]

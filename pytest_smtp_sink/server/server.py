@@ -17,7 +17,6 @@ import errno
 import os
 import random
 import socket as stdsocket
-import ssl
 import sys
 import threading
 import traceback
@@ -39,6 +38,8 @@ from .session import Recorder, Session
 from .transport import PlainTransport
 
 if TYPE_CHECKING:
+    import ssl
+
     import trio
 
 # trio is imported when the server starts serving: the command line binds and serves its
@@ -291,6 +292,8 @@ class SinkServer:
 
     def _check_tls(self) -> None:
         if self._config.tls:
+            import ssl
+
             try:
                 self.tls_context()
             except (OSError, ssl.SSLError, ValueError) as exc:

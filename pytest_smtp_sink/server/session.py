@@ -8,9 +8,8 @@ to the server only through the small ``SessionHost`` interface the server implem
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..core.envelope import Envelope
 from ..core.events import (
@@ -31,6 +30,9 @@ from ..core.events import (
 from ..core.protocol import SinkProtocol
 from ..dump.writer import DumpStream
 from .transport import Transport
+
+if TYPE_CHECKING:
+    import ssl  # (imported when TLS is used: it costs the start-up several ms)
 
 # (direction, bytes): the transcript; "C" client, "S" server, "!" a fault a rule injected
 Recorder = Callable[[str, bytes], None]
