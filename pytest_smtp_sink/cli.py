@@ -230,6 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fatal(unsupported)
     try:
         with contextlib.ExitStack() as stack:
+            # Clients are served before trio (and its signal receiver) is up: until then a
+            # SIGTERM ends the program as Ctrl-C does, cleaning up (the unix socket file).
+            with contextlib.suppress(ValueError):  # (not in the main thread)
+                previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+                stack.callback(signal.signal, signal.SIGTERM, previous)
             server = prepare(inv, prog, stack)
             import trio
 
