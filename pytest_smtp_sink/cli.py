@@ -154,8 +154,8 @@ def prepare(inv: Invocation, prog: str, stack: contextlib.ExitStack) -> SinkServ
         # other user (or in the chroot) Python may not reach its files. (Before binding:
         # privileges go right after it, as in Postfix.)
         server.preload()
-    server.start_early(before_serving)
     stack.callback(server.close_early)  # (nothing left to do once run() took over)
+    server.start_early(before_serving)
     return server
 
 
@@ -233,7 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Clients are served before trio (and its signal receiver) is up: until then a
             # SIGTERM ends the program as Ctrl-C does, cleaning up (the unix socket file).
             with contextlib.suppress(ValueError):  # (not in the main thread)
-                previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+                # relayed as SIGINT: inside trio.run, trio delivers that one safely
+                previous = signal.signal(
+                    signal.SIGTERM, lambda _s, _f: signal.raise_signal(signal.SIGINT)
+                )
                 stack.callback(signal.signal, signal.SIGTERM, previous)
             server = prepare(inv, prog, stack)
             import trio

@@ -263,8 +263,8 @@ class SelectorDriver:
                     if wait > 0:  # out of descriptors: accept again after a pause
                         timeout = wait if timeout is None else min(timeout, wait)
                 events = poll(timeout)
-                now = self.now()
                 with lock:
+                    now = self.now()  # under the lock: run() may switch the clock meanwhile
                     for fd, _mask in events:
                         session = sessions.get(fd)
                         if session is not None:
