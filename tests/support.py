@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -41,6 +43,64 @@ def ipv6_loopback_available() -> bool:
     except OSError:
         return False
     return True
+
+
+# Ports for servers whose address must be fixed before they start (Postfix's smtp-sink, a
+# command line): below the ephemeral range, where no client's connect() takes one meanwhile
+# (a CI run lost a race to one), a slice of it per xdist worker, none handed out twice.
+_PORTS_SIZE = 12000
+_handed_out: set[int] = set()
+_ports_lock = threading.Lock()
+
+
+def _port_slice() -> range:
+    low = 32768  # Linux's default; macOS/Windows start at 49152
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    start = max(1024, low - _PORTS_SIZE)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    size = (low - start) // max(count, 1)
+    return range(start + index * size, start + (index + 1) * size)
+
+
+def _bindable(family: int, host: str, port: int) -> bool:
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, port))
+    except OSError:
+        return False
+    return True
+
+
+def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1", count: int = 1) -> int:
+    """The first of ``count`` consecutive free TCP ports, none handed out before."""
+    ports = _port_slice()
+    with _ports_lock:
+        if len(ports) > 2 * count:
+            for _ in range(200):
+                first = random.randrange(ports.start, ports.stop - count)
+                run = range(first, first + count)
+                if not _handed_out.intersection(run) and all(
+                    _bindable(family, host, p) for p in run
+                ):
+                    _handed_out.update(run)
+                    return first
+        for _ in range(100):  # no room below the ephemeral range: the kernel's choice
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.bind((host, 0))
+                first = int(s.getsockname()[1])
+            run = range(first, first + count)
+            if not _handed_out.intersection(run) and all(
+                _bindable(family, host, p) for p in run[1:]
+            ):
+                _handed_out.update(run)
+                return first
+    raise RuntimeError("no free port found")
 
 
 @contextmanager

@@ -146,19 +146,13 @@ def _listen_entries() -> list[tuple[str, int, str]]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _fixed_ports(args: list[str]) -> tuple[list[str], list[int]]:
     """``127.0.0.1:0`` and the like in ``args`` replaced by free ports (where /proc is not
     there to tell which port the server got)."""
     out, ports = [], []
     for arg in args:
         if re.fullmatch(r"(?:inet:)?(?:127\.0\.0\.1|\[::1\]|)?:0", arg):
-            ports.append(_free_port())
+            ports.append(support.free_port())
             arg = f"{arg[:-1]}{ports[-1]}"
         out.append(arg)
     return out, ports

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import smtplib
-import socket
 import subprocess
 import tempfile
 import time
@@ -260,12 +259,6 @@ def listening(port: int) -> bool:
         )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def postfix_dump_dir() -> Iterator[tuple[Path, int]]:
     exe = postfix_sink()
@@ -280,7 +273,7 @@ def postfix_dump_dir() -> Iterator[tuple[Path, int]]:
     # Outside tmp_path: its parents are 0700 and the sink runs as nobody.
     dump = Path(tempfile.mkdtemp(prefix="smtp-sink-dump-"))
     dump.chmod(0o777)
-    port = free_port()
+    port = support.free_port()
     proc = subprocess.Popen(
         [str(exe), "-u", "nobody", "-d", f"{dump}/", f"127.0.0.1:{port}", "10"],
         stdout=subprocess.DEVNULL,

@@ -3,11 +3,11 @@ expectations, strict mode, reports, markers, xdist ports, dumps."""
 
 from __future__ import annotations
 
-import socket
 import textwrap
 from pathlib import Path
 
 import pytest
+import support
 
 from pytest_smtp_sink import Transaction, parse_dump
 
@@ -251,21 +251,8 @@ def test_factory_errors_have_no_plugin_traceback(pytester: pytest.Pytester) -> N
     assert "plugin/__init__.py" not in out and "settings.py" not in out
 
 
-def free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a, socket.socket() as b:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return int(port)
-    raise AssertionError("no two free ports in a row")
-
-
 def test_xdist_workers_get_their_own_port(pytester: pytest.Pytester) -> None:
-    base = free_port_pair()
+    base = support.free_port(count=2)
     project(
         pytester,
         ini=f"smtp_sink_listen = 127.0.0.1:{base}+\n",

@@ -70,10 +70,8 @@ def test_start_early_serves_before_trio_runs_and_run_takes_over() -> None:
     assert (server.counters.messages, server.counters.quits) == (1, 1)
 
 
-@needs_selector
-def test_start_early_sessions_that_wait_start_with_trio() -> None:
-    """A session for a portable task, accepted before trio runs, is served once it does."""
-    server = SinkServer(config(delays={"CONNECT": 0.01}), log=Log(), driver="auto")
+def _greeted_once_trio_runs(server: SinkServer) -> None:
+    """A client that connects after ``start_early`` is greeted once ``run`` serves."""
     server.start_early()
     try:
         client = socket.create_connection(_inet(server), timeout=LIMIT)
@@ -84,6 +82,14 @@ def test_start_early_sessions_that_wait_start_with_trio() -> None:
         _serve_then(server, greeted)
     finally:
         server.close_early()
+
+
+@needs_selector
+def test_start_early_sessions_that_wait_start_with_trio() -> None:
+    """A session for a portable task, accepted before trio runs, is served once it does."""
+    _greeted_once_trio_runs(
+        SinkServer(config(delays={"CONNECT": 0.01}), log=Log(), driver="auto")
+    )
 
 
 @needs_selector
@@ -130,17 +136,7 @@ def test_start_early_timeout_survives_the_switch_to_trio_clock() -> None:
 def test_portable_start_early_binds_and_run_serves(driver: str) -> None:
     if driver == "selector" and not selector.available():
         pytest.skip("no selector driver on this platform")
-    server = SinkServer(config(), log=Log(), driver=driver)
-    server.start_early()
-    try:
-        client = socket.create_connection(_inet(server), timeout=LIMIT)
-
-        def greeted() -> None:
-            assert client.recv(100) == b"220 smtp-sink ESMTP\r\n"
-
-        _serve_then(server, greeted)
-    finally:
-        server.close_early()
+    _greeted_once_trio_runs(SinkServer(config(), log=Log(), driver=driver))
 
 
 def test_close_early_without_run() -> None:

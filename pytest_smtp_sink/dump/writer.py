@@ -76,9 +76,7 @@ class DumpWriter:
         when the file cannot be made."""
         assert self.config.dump_template is not None
         fd, path, tx = self._create(self.config.dump_template, tx, when)
-        stream = DumpStream(fd, path, tx)
-        stream.write([tx.header_bytes()])
-        return stream
+        return DumpStream(fd, path, tx)
 
     def _write_single(self, template: str, tx: Transaction, when: float) -> Transaction:
         fd, path, tx = self._create(template, tx, when)
@@ -136,7 +134,9 @@ class DumpStream:
         self.path = path
         self.tx = tx  # its header fields and queue id (data: not here)
         self.error: OSError | None = None  # the first failed write: finish raises it
-        self._header = 0  # octets of the header, once written
+        header = tx.header_bytes()
+        self._header = len(header)  # where the data begins (``data``)
+        self.write([header])
 
     def write(self, chunks: list[bytes]) -> None:
         """Append these pieces (after a failure: nothing, ``finish`` reports it)."""
@@ -146,8 +146,6 @@ class DumpStream:
             _write_all(self.fd, chunks[0] if len(chunks) == 1 else b"".join(chunks))
         except OSError as exc:
             self.error = exc
-        if not self._header:
-            self._header = sum(map(len, chunks))
 
     def finish(self, rest: bytes) -> Transaction:
         """Append the rest of the data and close: the dump is complete. OSError (the file

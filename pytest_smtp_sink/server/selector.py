@@ -32,7 +32,7 @@ from .session import DONE, READ, SEND, Session
 from .transport import RECV_SIZE, PlainTransport
 
 NAME = "selector"
-_ACCEPT_BURST = 64  # connections accepted per readable listener before serving the rest
+ACCEPT_BURST = 64  # connections accepted in a row before serving the rest
 
 
 class Clock(Protocol):
@@ -214,20 +214,22 @@ class SelectorDriver:
         self.wake()
 
     def wake(self) -> None:
-        """Interrupt the thread's wait (from any thread): it looks at the listeners again."""
+        """Interrupt the thread's wait (from another thread; the thread itself does not
+        wait while it runs): it looks at its listeners and deadlines again."""
+        if threading.get_ident() == self._thread:
+            return
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
 
     def room_freed(self) -> None:
         """A session ended (lock held): accept again if the -m limit stopped it."""
-        if not self._accepting and not self._stopping and threading.get_ident() != self._thread:
+        if not self._accepting and not self._stopping:
             self.wake()
 
     def config_changed(self) -> None:
         """A new configuration (lock held): its -t applies from the next sweep, at once."""
         self._next_sweep = 0.0
-        if threading.get_ident() != self._thread:
-            self.wake()
+        self.wake()
 
     def now(self) -> float:
         """trio's clock, read from any thread."""
@@ -311,7 +313,7 @@ class SelectorDriver:
 
     def _accept(self, listener: stdsocket.socket, now: float) -> None:
         host = self._host
-        for _ in range(_ACCEPT_BURST):
+        for _ in range(ACCEPT_BURST):
             if self._stopping or not host.has_room():
                 break
             try:

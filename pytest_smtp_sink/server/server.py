@@ -50,7 +50,6 @@ LogFunc = Callable[[str, str], None]  # (level: "info"|"warning"|"error", text)
 TransactionHook = Callable[[Transaction], None]
 
 DRIVERS = ("auto", PORTABLE, selector.NAME)
-_ACCEPT_BURST = 64  # connections accepted in a row before other tasks get a turn
 _ACCEPT_PAUSE = 0.1  # out of descriptors: let sessions finish before accepting again
 _UNIX = unix_family()
 _NODELAY_INHERITED = sys.platform.startswith("linux")  # from the listener (listeners.py)
@@ -258,15 +257,10 @@ class SinkServer:
         try:
             if before_serving is not None:
                 before_serving()
-            driver = None
-            if self.driver != PORTABLE and selector.available():
-                self._max_open = self._config.max_connections
-                self._accept_pause = 0.0
-                driver = self._selector = selector.SelectorDriver(self, listeners.sockets)
-                self._early = (listeners, driver)
+            driver = self._new_selector(listeners)
+            self._early = (listeners, driver)
+            if driver is not None:
                 driver.start(selector.MonotonicClock())
-            else:
-                self._early = (listeners, None)
         except BaseException:
             self._early = None
             self._selector = None
@@ -284,11 +278,23 @@ class SinkServer:
                 driver.close()  # its thread closes its sessions
         finally:
             self._selector = None
-            with self.lock:
-                for session in self._early_handovers + list(self._sessions):
-                    session.close(counted=False)
-                self._early_handovers.clear()
+            self._close_left()
             listeners.close()
+
+    def _new_selector(self, listeners: Listeners) -> selector.SelectorDriver | None:
+        """The selector driver for these listeners, where it serves (it then accepts)."""
+        if self.driver == PORTABLE or not selector.available():
+            return None
+        self._selector = selector.SelectorDriver(self, listeners.sockets)
+        return self._selector
+
+    def _close_left(self) -> None:
+        """Close the sessions no driver will finish (shutting down), freeing their -m slots."""
+        with self.lock:
+            for session in self._early_handovers + list(self._sessions):
+                with contextlib.suppress(Exception):
+                    session.close(counted=False)
+            self._early_handovers.clear()
 
     def _check_tls(self) -> None:
         if self._config.tls:
@@ -311,6 +317,8 @@ class SinkServer:
             raise
         self._listeners = listeners
         self.addresses = list(listeners.addresses)
+        self._max_open = self._config.max_connections
+        self._accept_pause = 0.0
         return listeners
 
     async def run(
@@ -335,6 +343,7 @@ class SinkServer:
             listeners = self._bind()
         else:
             listeners, driver = early
+        driver_runs = False
         try:
             if early is None and before_serving is not None:
                 before_serving()
@@ -347,18 +356,16 @@ class SinkServer:
                         self._trio_thread = threading.get_ident()
                         if driver is not None:
                             self._switch_clock(driver, trio.lowlevel.current_clock())
-                        else:
-                            self._max_open = self._config.max_connections
-                            self._accept_pause = 0.0
                         self._early = None
                         for session in self._early_handovers:
                             self._start_portable(session)
                         self._early_handovers.clear()
-                    if driver is None and self.driver != PORTABLE and selector.available():
+                    if early is None:
                         # the selector thread accepts, and serves what needs no waiting
-                        driver = self._selector = selector.SelectorDriver(self, listeners.sockets)
+                        driver = self._new_selector(listeners)
                     if driver is not None:
                         nursery.start_soon(driver.run)
+                        driver_runs = True
                     else:
                         self._limit = trio.Semaphore(self._max_open)
                         for sock in listeners.sockets:
@@ -367,13 +374,12 @@ class SinkServer:
                     if self._early_stop is not None:
                         self.stop(self._early_stop)  # -M / -n came before trio did
         finally:
+            if driver is not None and not driver_runs:  # the take-over failed (a bug)
+                with contextlib.suppress(Exception):
+                    driver.close()
             self._early = None
             self._scope = self._nursery = self._selector = self._limit = None
-            with self.lock:  # none is left but after a bug: close it, free its -m slot
-                for session in self._early_handovers + list(self._sessions):
-                    with contextlib.suppress(Exception):
-                        session.close(counted=False)
-                self._early_handovers.clear()
+            self._close_left()  # none is left but after a bug
             listeners.close()
 
     def _switch_clock(self, driver: selector.SelectorDriver, clock: selector.Clock) -> None:
@@ -470,7 +476,7 @@ class SinkServer:
             except trio.WouldBlock:
                 await limit.acquire()
             accepted += 1
-            if accepted >= _ACCEPT_BURST:
+            if accepted >= selector.ACCEPT_BURST:  # then other tasks get a turn
                 accepted = 0
                 await trio.lowlevel.checkpoint()
             while True:

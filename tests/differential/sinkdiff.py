@@ -44,7 +44,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from support import ipv6_loopback_available
+from support import free_port, ipv6_loopback_available
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -118,23 +118,6 @@ def server_env() -> dict[str, str]:
 
 # --------------------------------------------------------------------------------------
 # addresses and readiness
-
-_handed_out_ports: set[int] = set()
-_port_lock = threading.Lock()
-
-
-def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
-    """A currently free TCP port that this process has not handed out before."""
-    with _port_lock:
-        for _ in range(100):
-            with socket.socket(family, socket.SOCK_STREAM) as s:
-                s.bind((host, 0))
-                port = int(s.getsockname()[1])
-            if port not in _handed_out_ports:
-                _handed_out_ports.add(port)
-                return port
-    raise RuntimeError("no free port found")
-
 
 @dataclasses.dataclass
 class Endpoint:
