@@ -159,11 +159,43 @@ def prepare(inv: Invocation, prog: str, stack: contextlib.ExitStack) -> SinkServ
     return server
 
 
-async def serve(server: SinkServer) -> str | None:
-    """Run the server until a signal, -M or -n; returns what stopped it."""
+class EarlySignals:
+    """SIGINT and SIGTERM before trio's signal receiver opens (clients are served from the
+    selector thread before trio is imported): recorded, and the early server told to stop,
+    never an exception raised wherever the main thread happens to be (in a thread's start,
+    holding a lock). SIGINT too: a background job of a script inherits it ignored, and both
+    stop the sink at any time. A second one gives up waiting: KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.server: SinkServer | None = None
+
+    def install(self, stack: contextlib.ExitStack) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous = signal.signal(signum, self._caught)
+            except ValueError:  # not the main thread (main() called from a thread)
+                return
+            stack.callback(signal.signal, signum, previous)
+
+    def _caught(self, signum: int, _frame: object) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        if self.server is not None:
+            self.server.stop(signal.Signals(signum).name)  # (only flags and a wake-up)
+
+
+async def serve(server: SinkServer, early: EarlySignals | None = None) -> str | None:
+    """Run the server until a signal, -M or -n; returns what stopped it. ``early``: the
+    signals caught before trio's receiver opened."""
     import trio
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        if early is not None and early.signum is not None:
+            # it came before the receiver opened: close_early stops the server
+            server.stopped_by = signal.Signals(early.signum).name
+            return server.stopped_by
         async with trio.open_nursery() as nursery:
 
             async def run_server(task_status: trio.TaskStatus[object]) -> None:
@@ -230,18 +262,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fatal(unsupported)
     try:
         with contextlib.ExitStack() as stack:
-            # Clients are served before trio (and its signal receiver) is up: until then a
-            # SIGTERM ends the program as Ctrl-C does, cleaning up (the unix socket file).
-            with contextlib.suppress(ValueError):  # (not in the main thread)
-                # relayed as SIGINT: inside trio.run, trio delivers that one safely
-                previous = signal.signal(
-                    signal.SIGTERM, lambda _s, _f: signal.raise_signal(signal.SIGINT)
-                )
-                stack.callback(signal.signal, signal.SIGTERM, previous)
+            early = EarlySignals()
+            early.install(stack)
             server = prepare(inv, prog, stack)
-            import trio
+            early.server = server
+            if early.signum is None:
+                import trio
 
-            trio.run(serve, server)
+                trio.run(serve, server, early)
     except KeyboardInterrupt:
         return 0
     except BaseException as exc:
