@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .session import DONE, READ, SEND, Session
-from .transport import RECV_SIZE, PlainTransport
+from .transport import RECV_SIZE, PlainTransport, accept
 
 NAME = "selector"
 ACCEPT_BURST = 64  # connections accepted in a row before serving the rest
@@ -70,8 +70,9 @@ class DriverHost(Protocol):
         """When accepting may go on after a failure (0: not paused)."""
         ...
 
-    def open_session(self, conn: stdsocket.socket, peer: object) -> Session | None:
-        """A session for a new connection; None when that failed (reported, closed)."""
+    def open_session(self, conn: stdsocket.socket, peer: object, family: int) -> Session | None:
+        """A session for a new connection (from a listener of ``family``); None when that
+        failed (reported, closed)."""
         ...
 
     def wants_task(self, session: Session) -> bool:
@@ -313,18 +314,19 @@ class SelectorDriver:
 
     def _accept(self, listener: stdsocket.socket, now: float) -> None:
         host = self._host
+        family = int(listener.family)
         for _ in range(ACCEPT_BURST):
             if self._stopping or not host.has_room():
                 break
             try:
-                conn, peer = listener.accept()
+                conn, peer = accept(listener, family)
             except BlockingIOError:
                 return
             except OSError as exc:
                 if host.accept_failed(exc, now):
                     continue
                 break
-            session = host.open_session(conn, peer)
+            session = host.open_session(conn, peer, family)
             if session is None:
                 continue
             if host.wants_task(session):

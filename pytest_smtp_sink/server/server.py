@@ -35,7 +35,7 @@ from ..dump.writer import DumpStream, DumpWriter
 from . import selector
 from .listeners import Address, Listeners, unix_family
 from .session import Recorder, Session
-from .transport import PlainTransport
+from .transport import PlainTransport, accept
 
 if TYPE_CHECKING:
     import ssl
@@ -193,6 +193,7 @@ class SinkServer:
         outside a transaction)."""
         with self.lock:
             self._config = config
+            self._needs_task = config.needs_task  # (asked per new connection)
             self._tables = Tables(config)
             self._writer = DumpWriter(config, self.rng) if config.dumping else None
             self._collect = (
@@ -432,9 +433,9 @@ class SinkServer:
     def accept_paused_until(self) -> float:
         return self._accept_pause
 
-    def open_session(self, conn: stdsocket.socket, peer: object) -> Session | None:
+    def open_session(self, conn: stdsocket.socket, peer: object, family: int) -> Session | None:
         try:
-            return self._open_session(conn, peer)
+            return self._open_session(conn, peer, family)
         except Exception as exc:
             conn.close()
             self.session_crashed(exc)
@@ -443,7 +444,7 @@ class SinkServer:
     def wants_task(self, session: Session) -> bool:
         if self.driver == selector.NAME:
             return False  # every session starts in the selector driver (tests)
-        return self._config.needs_task or session.implicit_tls
+        return self._needs_task or session.implicit_tls
 
     def hand_over(self, session: Session) -> None:
         if self._early is not None:  # trio is not running yet (lock held): it starts them
@@ -468,6 +469,7 @@ class SinkServer:
         limit = self._limit
         assert limit is not None
         accepted = 0
+        family = int(listener.family)
         while True:
             # Excess connections wait in the kernel's queue, as with Postfix's -m.
             # Accept a burst without a trip through the scheduler for each connection.
@@ -481,7 +483,7 @@ class SinkServer:
                 await trio.lowlevel.checkpoint()
             while True:
                 try:
-                    conn, peer = listener.accept()
+                    conn, peer = accept(listener, family)
                     break
                 except BlockingIOError:
                     await trio.lowlevel.wait_readable(listener)
@@ -495,15 +497,14 @@ class SinkServer:
                     limit.release()
                     raise
             with self.lock:
-                session = self.open_session(conn, peer)
+                session = self.open_session(conn, peer, family)
             if session is None:
                 limit.release()
             else:
                 self._start_portable(session)
 
-    def _open_session(self, conn: stdsocket.socket, peer: object) -> Session:
+    def _open_session(self, conn: stdsocket.socket, peer: object, family: int) -> Session:
         conn.setblocking(False)
-        family = conn.family
         if family != _UNIX and not _NODELAY_INHERITED:
             with contextlib.suppress(OSError):
                 conn.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
