@@ -186,13 +186,13 @@ class EarlySignals:
             self.server.stop(signal.Signals(signum).name)  # (only flags and a wake-up)
 
 
-async def serve(server: SinkServer, early: EarlySignals | None = None) -> str | None:
+async def serve(server: SinkServer, early: EarlySignals) -> str | None:
     """Run the server until a signal, -M or -n; returns what stopped it. ``early``: the
     signals caught before trio's receiver opened."""
     import trio
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        if early is not None and early.signum is not None:
+        if early.signum is not None:
             # it came before the receiver opened: close_early stops the server
             server.stopped_by = signal.Signals(early.signum).name
             return server.stopped_by

@@ -53,7 +53,7 @@ def start_early(self, *args, **kwargs):
 SinkServer.start_early = start_early
 
 real_serve = cli.serve
-async def serve(server, early=None):
+async def serve(server, early):
     if step == "in-trio":  # trio runs, its receiver not yet open
         raise_it()
     return await real_serve(server, early)
