@@ -7,6 +7,7 @@ import re
 import string
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -233,6 +234,40 @@ def test_byte_by_byte_same_as_whole(opts: list[str], data: bytes) -> None:
     single = drive(config, [data[i : i + 1] for i in range(len(data))], [True])
     assert single.output == whole.output
     assert without_read_delays(single.events) == without_read_delays(whole.events)
+
+
+@SETTINGS
+@given(opts=st.sampled_from(CONFIGS), data=streams, store=st.lists(st.booleans(), min_size=1))
+def test_line_by_line_same_as_whole(opts: list[str], data: bytes, store: list[bool]) -> None:
+    """A read per line, as lock-step clients send: the paths that take a read without
+    buffering it (one whole command line; message data) agree with the buffered one."""
+    config = config_of(opts)
+    whole = drive(config, [data], store)
+    pieces = re.findall(rb".*?\r\n|.+", data, re.S)
+    assert b"".join(pieces) == data
+    lines = drive(config, pieces, store)
+    assert lines.output == whole.output
+    assert without_read_delays(lines.events) == without_read_delays(whole.events)
+
+
+TRICKY = (
+    b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n"
+    b".x\r\n..\r\nx\r\r\n\r\n.\r\nNOOP\r\nMAIL FROM:<>\r\nRCPT TO:<e>\r\nDATA\r\n\r\n.\r\nQUIT\r\n"
+)
+
+
+@pytest.mark.parametrize("opts", [[], ["-L"], ["-H", "1"]])
+def test_every_split_of_a_dialogue(opts: list[str]) -> None:
+    """Every way to cut a dialogue in two or three reads gives the same replies: the cuts
+    hypothesis draws rarely fall between the octets of an end of data."""
+    config = config_of(opts)
+    whole = drive(config, [TRICKY], [True])
+    n = len(TRICKY)
+    for i in range(1, n):
+        for j in range(i, n, 3):
+            cut = drive(config, [TRICKY[:i], TRICKY[i:j], TRICKY[j:]], [True])
+            assert cut.output == whole.output, (i, j)
+            assert without_read_delays(cut.events) == without_read_delays(whole.events)
 
 
 # --------------------------------------------------- (b) no crash, one reply per command

@@ -86,6 +86,9 @@ class ProtocolError(RuntimeError):
     """The driver broke the contract (an acknowledgement that does not match the pause)."""
 
 
+# the first octets of an end of data begun before a read: its part in the read begins so
+_END_CONTINUES = (b"\r", b"\n", b".")
+
 # phases
 _COMMAND, _DATA, _AUTH, _CLOSED, _BDAT = 0, 1, 2, 3, 4
 
@@ -240,25 +243,47 @@ class SinkProtocol:
             if self._pause is None:
                 self._close(None)
             return
-        if self._pause is None:
-            if (
-                self._phase == _COMMAND
-                and not self._in
-                and 2 <= len(data) <= MAX_LINE
-                and data.find(b"\r\n") == len(data) - 2
-            ):
-                # One whole command line, the usual case: no buffering, no copies.
+        if self._pause is not None or self._in:
+            self._in += data
+            if self._pause is None:
+                self._run()
+            return
+        # Nothing buffered: the usual cases take the bytes as they are, no copies.
+        phase = self._phase
+        if phase == _COMMAND:
+            # (partition, not find: the methods that take start and end arguments parse
+            # them the slow way; partition takes one argument, and its parts are needed)
+            line, crlf, rest = data.partition(b"\r\n")
+            if crlf and not rest and len(data) <= MAX_LINE:
+                # One whole command line.
                 self.lines += 1
-                self._command(data[:-2])
-                if self._in or self._phase == _DATA or self._phase == _BDAT:
-                    self._run()  # bytes a pause held back, or a data phase begins
-                else:
+                self._command(line)
+                if self._in or self._phase == _BDAT:
+                    self._run()  # bytes a pause held back, or a chunk (BDAT 0) begins
+                elif self._abort_after is not None or self._read_delay is not None or self._eof:
                     self._input_used_up()
                 return
-            self._in += data
-            self._run()
-        else:
-            self._in += data
+        elif phase == _DATA:
+            end = self._data_end(data)
+            if end < 0:  # all of it is message data
+                if self.collect:
+                    self._keep(data)
+                self._tail = (self._tail + data[-4:])[-4:]
+                if self._abort_after is not None or self._read_delay is not None or self._eof:
+                    self._input_used_up()
+                return
+            if self.collect:
+                self._keep(data if end == len(data) else data[:end])
+            self._phase = _COMMAND
+            self._end_of_data()
+            if end < len(data):
+                self._in += data[end:]  # commands pipelined behind the end of data
+                self._run()
+            elif self._abort_after is not None or self._read_delay is not None or self._eof:
+                self._input_used_up()
+            return
+        self._in += data
+        self._run()
 
     def delay_elapsed(self) -> None:
         """Acknowledge a ``Delay``: the delayed reply, then the rest of the input."""
@@ -319,7 +344,8 @@ class SinkProtocol:
     def _transaction_over(self) -> None:
         """The end of data is answered: say how; a configuration that came during the
         transaction applies from now on."""
-        self._answered()
+        if self._answer_mark is not None:
+            self._answered()
         self._eod = False
         if self._pending is not None and not self.in_mail:
             self._adopt(*self._pending)
@@ -390,9 +416,9 @@ class SinkProtocol:
     def _command(self, line: bytes) -> None:
         if self._pending is not None and not self.in_mail:
             self._adopt(*self._pending)
-        nul = line.find(b"\0")
-        if nul >= 0:
-            line = line[:nul]  # the C string ends here, for the log line too
+        # (partition, not "in" or find: bytes.__contains__ tries its operand as an int
+        # first, and the TypeError it raises and clears costs more than the search)
+        line = line.partition(b"\0")[0]  # the C string ends at a NUL, for the log too
         if self.config.verbose:
             self._events.append(LogLine(sanitize(line)))
         if line[:1] in (b" ", b"\t"):
@@ -400,19 +426,15 @@ class SinkProtocol:
         if not line:
             self.output += R_EMPTY
             return
-        sp = line.find(b" ")
-        tab = line.find(b"\t")
-        if tab >= 0 and (sp < 0 or tab < sp):
-            sp = tab
-        if sp < 0:
-            token, args = line, b""
-        else:
-            token, args = line[:sp], line[sp + 1 :]
-        name = self.tables.enabled.get(token.upper())
+        token, _, args = line.partition(b" ")
+        if token.partition(b"\t")[1]:  # a tab before the first space ends the verb
+            token, _, args = line.partition(b"\t")
+        tables = self.tables
+        name = tables.enabled.get(token.upper())
         if name is None:
             self.output += R_UNKNOWN
             return
-        if name in self.tables.special:
+        if name in tables.special:
             if name == "BDAT":  # its reply comes once the chunk is in
                 self._bdat_command(sanitize(token), args)
             else:
@@ -813,26 +835,30 @@ class SinkProtocol:
         buf = self._in
         if not buf:
             return False
-        tail = self._tail
-        probe = tail + bytes(buf[:4])
-        k = probe.find(END_OF_DATA)
-        if k >= 0:
-            end = k + 5 - len(tail)
-        else:
-            idx = buf.find(END_OF_DATA)
-            if idx < 0:
-                if self.collect:
-                    self._keep(bytes(buf))
-                self._tail = (tail + bytes(buf[-4:]))[-4:]
-                buf.clear()
-                return False
-            end = idx + 5
+        end = self._data_end(buf)
+        if end < 0:
+            if self.collect:
+                self._keep(bytes(buf))
+            self._tail = (self._tail + bytes(buf[-4:]))[-4:]
+            buf.clear()
+            return False
         if self.collect:
             self._keep(bytes(buf[:end]))
         del buf[:end]
         self._phase = _COMMAND
         self._end_of_data()
         return True
+
+    def _data_end(self, data: bytes | bytearray) -> int:
+        """Where the end of data (CRLF.CRLF, its first octets maybe among the ones before
+        ``data``: the tail) ends in ``data``; -1 when it is not there."""
+        if data[:1] in _END_CONTINUES:  # (else it cannot begin among the tail's octets)
+            tail = self._tail
+            k = (tail + data[:4]).find(END_OF_DATA)
+            if k >= 0:
+                return k + 5 - len(tail)
+        idx = data.find(END_OF_DATA)
+        return idx + 5 if idx >= 0 else -1
 
     def _keep(self, chunk: bytes) -> None:
         """Collect a piece of DATA, unless the message is over max_message_size."""
@@ -910,8 +936,11 @@ class SinkProtocol:
             self._answer_mark = len(self.output)
         if "." in self.tables.special or not ok:
             self._dispatch(".", ".", b"")
-        else:
+        elif self.config.lmtp:
             self._dot_reply()
+        else:  # (_dot_reply's SMTP case, a call less)
+            self.output += R_OK
+            self._transaction_over()
 
     # ----------------------------------------------------------------------- AUTH
 

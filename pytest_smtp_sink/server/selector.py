@@ -348,9 +348,14 @@ class SelectorDriver:
         try:
             session.received(data, now)
             out = session.outbox
-            if out and session.replies_only():
-                # The common case, without the general steps: the replies go out whole
-                # and the session waits for the client again.
+            if (
+                out
+                and not (session.closing or session.stop_pending or session.closed)
+                and session.proto.pause is None
+            ):
+                # The common case, without the general steps (what next_step would say
+                # once the outbox is sent: no pause, no close, no -M stop): the replies go
+                # out whole and the session waits for the client again.
                 try:
                     sent = sock.send(out)
                 except OSError:

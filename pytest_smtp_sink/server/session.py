@@ -17,6 +17,7 @@ from ..core.events import (
     Close,
     CommandLogged,
     Delay,
+    Event,
     FaultInjected,
     LogLine,
     MessageAnswered,
@@ -187,11 +188,6 @@ class Session:
             return UPGRADE if type(pause) is StartTls else SLEEP
         return READ
 
-    def replies_only(self) -> bool:
-        """Once the outbox is sent, the session waits for the client (no pause, no close,
-        no -M stop): what ``next_step`` would say, for the selector driver's fast path."""
-        return not (self.closing or self.stop_pending or self.closed) and self.proto.pause is None
-
     def sent(self, count: int) -> None:
         """``count`` octets of the outbox were sent."""
         self.outbox = self.outbox[count:]
@@ -229,15 +225,20 @@ class Session:
             self.record("C", data)
         proto = self.proto
         proto.receive(data)
-        if self.stream is not None or proto.in_data:
-            self._stream()
+        if self.stream is not None or (proto.collect and proto.in_data):
+            self._stream()  # (only a message being collected goes to a stream)
         if proto.partial_command:
             if self.line_since is None or proto.lines != self.lines:
                 self.line_since = now  # -t also bounds the time one command line takes
         else:
             self.line_since = None
         self.lines = proto.lines
-        self._process()
+        events = proto.take_events()
+        if events or self.stream is not None or self.record is not None:
+            self._process(events)
+        elif proto.output:  # (_process with nothing but replies to move)
+            out = proto.take_output()
+            self.outbox = self.outbox + out if self.outbox else out
 
     def _stream(self) -> None:
         """-d: the message so far goes to its dump file (held once, not whole, in memory)."""
@@ -317,16 +318,34 @@ class Session:
 
     # ------------------------------------------------------------------ events
 
-    def _process(self) -> None:
-        """Act on the protocol's events and move its replies to the outbox."""
+    def _process(self, events: list[Event] | None = None) -> None:
+        """Act on the protocol's events (``events``: those taken already) and move its
+        replies to the outbox."""
+        proto = self.proto
+        if events is None:
+            events = proto.take_events()
+        notes = self._act_on(events) if events else None
+        stream = self.stream
+        if stream is not None and (not proto.in_data or self.stream_phase != proto.data_phases):
+            self.stream = None  # its data phase ended, and the message was not kept
+            stream.discard()
+        if proto.output:
+            out = proto.take_output()
+            if self.record is not None:
+                self.record("S", out)
+            self.outbox = self.outbox + out if self.outbox else out
+        if notes and self.record is not None:  # the transcript says what was injected
+            for note in notes:
+                self.record("!", note.encode("utf-8", "surrogateescape"))
+
+    def _act_on(self, events: list[Event]) -> list[str]:
+        """Act on the protocol's events, and on those that acknowledging them brings;
+        returns the faults injected, for the transcript."""
         proto = self.proto
         host = self.host
         notes: list[str] = []
-        while True:
+        while events:
             stored: bool | None = None
-            events = proto.take_events()
-            if not events:
-                break
             for event in events:
                 match event:
                     case MessageEnd():
@@ -360,18 +379,8 @@ class Session:
             if stored is None:
                 break
             proto.message_stored(stored)  # the "." reply, then the rest of the input
-        stream = self.stream
-        if stream is not None and (not proto.in_data or self.stream_phase != proto.data_phases):
-            self.stream = None  # its data phase ended, and the message was not kept
-            stream.discard()
-        out = proto.take_output()
-        if out:
-            if self.record is not None:
-                self.record("S", out)
-            self.outbox = self.outbox + out if self.outbox else out
-        if notes and self.record is not None:  # the transcript says what was injected
-            for note in notes:
-                self.record("!", note.encode("utf-8", "surrogateescape"))
+            events = proto.take_events()
+        return notes
 
     def __repr__(self) -> str:
         return f"<Session {self.proto.client_addr} drivers={'+'.join(self.drivers) or '-'}>"
