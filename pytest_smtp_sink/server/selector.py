@@ -109,6 +109,10 @@ class _Poller:
                 assert self._selector is not None
                 self._selector.unregister(fd)
 
+    def poller(self) -> Callable[[float | None], list[tuple[int, int]]]:
+        """``poll``, or where there is epoll its own poll (a call less per wait)."""
+        return self._epoll.poll if self._epoll is not None else self.poll
+
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
         if self._epoll is not None:
             return self._epoll.poll(-1 if timeout is None else timeout)
@@ -137,7 +141,9 @@ class SelectorDriver:
         self._wake_w.setblocking(False)
         self._stopping = False
         self._thread = 0  # its ident, once it runs
-        self._clock: Clock | None = None  # trio's (once it runs): session times are in it
+        # (set by start: the clock the thread begins with; trio's once it runs: session
+        # times are in it)
+        self._clock: Clock = MonotonicClock()
         self._next_sweep = 0.0
         self._runner: threading.Thread | None = None
         self._failure: list[BaseException] = []  # a bug in the thread, for run() to raise
@@ -166,7 +172,6 @@ class SelectorDriver:
     def switch_clock(self, clock: Clock) -> float:
         """Measure time on ``clock`` from now on (lock held); returns what to add to the
         times taken on the old one."""
-        assert self._clock is not None
         delta = clock.current_time() - self._clock.current_time()
         self._clock = clock
         self._next_sweep += delta
@@ -234,7 +239,6 @@ class SelectorDriver:
 
     def now(self) -> float:
         """trio's clock, read from any thread."""
-        assert self._clock is not None
         return self._clock.current_time()
 
     # ----------------------------------------------- the thread (lock held)
@@ -248,7 +252,7 @@ class SelectorDriver:
             self._crashed(session, exc)
 
     def _serve(self) -> None:
-        poll = self._poller.poll
+        poll = self._poller.poller()
         sessions = self._sessions
         host = self._host
         lock = self._lock
@@ -260,14 +264,15 @@ class SelectorDriver:
             while not self._stopping:
                 timeout: float | None = None
                 if sessions:
-                    timeout = max(0.0, self._next_sweep - self.now())
+                    timeout = max(0.0, self._next_sweep - self._clock.current_time())
                 if not self._accepting:
-                    wait = host.accept_paused_until() - self.now()
+                    wait = host.accept_paused_until() - self._clock.current_time()
                     if wait > 0:  # out of descriptors: accept again after a pause
                         timeout = wait if timeout is None else min(timeout, wait)
                 events = poll(timeout)
                 with lock:
-                    now = self.now()  # under the lock: run() may switch the clock meanwhile
+                    # under the lock: run() may switch the clock meanwhile
+                    now = self._clock.current_time()
                     for fd, _mask in events:
                         session = sessions.get(fd)
                         if session is not None:
