@@ -177,7 +177,10 @@ class DumpStream:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+    written = os.write(fd, data)
+    if written == len(data):
+        return  # (a regular file takes it whole: no view, no loop)
+    view = memoryview(data)[written:]
     while view:
         written = os.write(fd, view)
         view = view[written:]
