@@ -323,8 +323,10 @@ class SinkProtocol:
                 self._command(line)
                 if self._in or self._phase == _BDAT:
                     self._run()  # bytes a pause held back, or a chunk (BDAT 0) begins
-                elif self._abort_after is not None or self._read_delay is not None or self._eof:
-                    self._input_used_up()
+                    return
+            else:
+                self._in += data
+                self._run()
                 return
         elif phase == _DATA:
             end = self._data_end(data)
@@ -332,21 +334,22 @@ class SinkProtocol:
                 if self.collect:
                     self._keep(data)
                 self._tail = (self._tail + data[-4:])[-4:]
-                if self._abort_after is not None or self._read_delay is not None or self._eof:
-                    self._input_used_up()
-                return
-            if self.collect:
-                self._keep(data if end == len(data) else data[:end])
-            self._phase = _COMMAND
-            self._end_of_data()
-            if end < len(data):
-                self._in += data[end:]  # commands pipelined behind the end of data
-                self._run()
-            elif self._abort_after is not None or self._read_delay is not None or self._eof:
-                self._input_used_up()
+            else:
+                if self.collect:
+                    self._keep(data if end == len(data) else data[:end])
+                self._phase = _COMMAND
+                self._end_of_data()
+                if end < len(data):
+                    self._in += data[end:]  # commands pipelined behind the end of data
+                    self._run()
+                    return
+        else:
+            self._in += data
+            self._run()
             return
-        self._in += data
-        self._run()
+        # The read is used up (what _run ends with), without the call when nothing waits.
+        if self._abort_after is not None or self._read_delay is not None or self._eof:
+            self._input_used_up()
 
     def delay_elapsed(self) -> None:
         """Acknowledge a ``Delay``: the delayed reply, then the rest of the input."""
@@ -407,8 +410,7 @@ class SinkProtocol:
     def _transaction_over(self) -> None:
         """The end of data is answered: say how; a configuration that came during the
         transaction applies from now on."""
-        if self._answer_mark is not None:
-            self._answered()
+        self._answered()
         self._eod = False
         if self._pending is not None and not self.in_mail:
             self._adopt(*self._pending)
@@ -999,11 +1001,8 @@ class SinkProtocol:
             self._answer_mark = len(self.output)
         if "." in self.tables.special or not ok:
             self._dispatch(".", ".", b"")
-        elif self.config.lmtp:
+        else:
             self._dot_reply()
-        else:  # (_dot_reply's SMTP case, a call less)
-            self.output += R_OK
-            self._transaction_over()
 
     # ----------------------------------------------------------------------- AUTH
 

@@ -93,6 +93,11 @@ class _Poller:
     def __init__(self) -> None:
         self._epoll = select.epoll() if hasattr(select, "epoll") else None
         self._selector = selectors.DefaultSelector() if self._epoll is None else None
+        # Ready descriptors and their masks, waiting at most ``timeout`` seconds (None: no
+        # limit): epoll's own method where there is one (no call in between per wait).
+        self.poll: Callable[[float | None], list[tuple[int, int]]] = (
+            self._epoll.poll if self._epoll is not None else self._select
+        )
 
     def add(self, fd: int) -> None:
         if self._epoll is not None:
@@ -109,13 +114,7 @@ class _Poller:
                 assert self._selector is not None
                 self._selector.unregister(fd)
 
-    def poller(self) -> Callable[[float | None], list[tuple[int, int]]]:
-        """``poll``, or where there is epoll its own poll (a call less per wait)."""
-        return self._epoll.poll if self._epoll is not None else self.poll
-
-    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
-        if self._epoll is not None:
-            return self._epoll.poll(-1 if timeout is None else timeout)
+    def _select(self, timeout: float | None) -> list[tuple[int, int]]:
         assert self._selector is not None
         return [(key.fd, mask) for key, mask in self._selector.select(timeout)]
 
@@ -252,7 +251,7 @@ class SelectorDriver:
             self._crashed(session, exc)
 
     def _serve(self) -> None:
-        poll = self._poller.poller()
+        poll = self._poller.poll
         sessions = self._sessions
         host = self._host
         lock = self._lock
