@@ -117,10 +117,7 @@ class SinkProtocol:
         "_dot_error",
         "_eod",
         "_eof",
-        "_events",
-        "_in",
         "_mail_args",
-        "_pause",
         "_pending",
         "_pending_envelope",
         "_phase",
@@ -147,16 +144,19 @@ class SinkProtocol:
         "config",
         "data_held",
         "data_phases",
+        "events",
         "helo",
         "in_mail",
         "last_envelope",
         "lines",
         "output",
+        "pause",
         "proto",
         "rcpts",
         "rng",
         "tables",
         "tls",
+        "unread",
     )
 
     def __init__(
@@ -176,10 +176,12 @@ class SinkProtocol:
         self.rng = rng or random.Random()
         self.clock = clock
         self.output = bytearray()
-        self._events: list[Event] = []
-        self._in = bytearray()
+        # (public for drivers to read, not to change: plain attributes, as a property
+        # costs a call on every read)
+        self.events: list[Event] = []  # not taken yet (take_events)
+        self.unread = bytearray()  # received octets not parsed yet (an unfinished line)
         self._phase = _COMMAND
-        self._pause: Pause | None = None  # the pause waiting for its acknowledgement
+        self.pause: Pause | None = None  # the pause waiting for its acknowledgement
         self._resume: Callable[[], None] | None = None  # the delayed reply of a Delay
         self._pending: tuple[Tables, bool] | None = None  # set_tables during a transaction
         self._eof = False
@@ -241,12 +243,12 @@ class SinkProtocol:
     @property
     def partial_command(self) -> bool:
         """Part of a command line is waiting for its CRLF (the -t command deadline runs)."""
-        return bool(self._in) and (self._phase == _COMMAND or self._phase == _AUTH)
+        return bool(self.unread) and (self._phase == _COMMAND or self._phase == _AUTH)
 
     @property
     def paused(self) -> bool:
         """A pause is waiting for its acknowledgement."""
-        return self._pause is not None
+        return self.pause is not None
 
     @property
     def in_data(self) -> bool:
@@ -269,15 +271,10 @@ class SinkProtocol:
     def set_tables(self, tables: Tables, collect: bool) -> None:
         """Switch to another configuration: at once when no transaction is under way, else
         once it is over (its end-of-data reply given, or it was reset)."""
-        if self.in_mail or self._eod or self._pause is not None:
+        if self.in_mail or self._eod or self.pause is not None:
             self._pending = (tables, collect)
         else:
             self._adopt(tables, collect)
-
-    @property
-    def pause(self) -> Pause | None:
-        """The pause waiting for its acknowledgement, if any."""
-        return self._pause
 
     def take_output(self) -> bytes:
         out = bytes(self.output)
@@ -286,8 +283,8 @@ class SinkProtocol:
 
     def take_events(self) -> list[Event]:
         """The events since the last call; a pause, if any, is the last one."""
-        events = self._events
-        self._events = []
+        events = self.events
+        self.events = []
         return events
 
     def start(self) -> None:
@@ -303,12 +300,12 @@ class SinkProtocol:
             return  # -A: nothing more is read until the abort
         if not data:
             self._eof = True
-            if self._pause is None:
+            if self.pause is None:
                 self._close(None)
             return
-        if self._pause is not None or self._in:
-            self._in += data
-            if self._pause is None:
+        if self.pause is not None or self.unread:
+            self.unread += data
+            if self.pause is None:
                 self._run()
             return
         # Nothing buffered: the usual cases take the bytes as they are, no copies.
@@ -321,11 +318,11 @@ class SinkProtocol:
                 # One whole command line.
                 self.lines += 1
                 self._command(line)
-                if self._in or self._phase == _BDAT:
+                if self.unread or self._phase == _BDAT:
                     self._run()  # bytes a pause held back, or a chunk (BDAT 0) begins
                     return
             else:
-                self._in += data
+                self.unread += data
                 self._run()
                 return
         elif phase == _DATA:
@@ -340,11 +337,11 @@ class SinkProtocol:
                 self._phase = _COMMAND
                 self._end_of_data()
                 if end < len(data):
-                    self._in += data[end:]  # commands pipelined behind the end of data
+                    self.unread += data[end:]  # commands pipelined behind the end of data
                     self._run()
                     return
         else:
-            self._in += data
+            self.unread += data
             self._run()
             return
         # The read is used up (what _run ends with), without the call when nothing waits.
@@ -376,7 +373,7 @@ class SinkProtocol:
         self._acknowledge(Abort)
         self.output += ABORT_REPLY
         self._close(None)
-        self._events[-1] = CLOSE_SILENTLY  # Postfix's -v says no "disconnect" here
+        self.events[-1] = CLOSE_SILENTLY  # Postfix's -v says no "disconnect" here
 
     def tls_started(self, description: str) -> None:
         """TLS is on: acknowledges ``StartTls``, or, before ``start()``, says that the
@@ -387,7 +384,7 @@ class SinkProtocol:
         self._acknowledge(StartTls)
         # RFC 3207 §4.2: forget what the client said before; plaintext that was pipelined
         # behind STARTTLS is discarded, never executed.
-        self._in.clear()
+        self.unread.clear()
         self._reset()
         self.helo = None
         self.proto = self.tables.initial_proto
@@ -397,9 +394,9 @@ class SinkProtocol:
         self._run()
 
     def _acknowledge(self, kind: type[Pause]) -> None:
-        if not isinstance(self._pause, kind):
-            raise ProtocolError(f"{kind.__name__} acknowledged while the pause is {self._pause!r}")
-        self._pause = None
+        if not isinstance(self.pause, kind):
+            raise ProtocolError(f"{kind.__name__} acknowledged while the pause is {self.pause!r}")
+        self.pause = None
 
     def _adopt(self, tables: Tables, collect: bool) -> None:
         self.tables = tables
@@ -418,10 +415,10 @@ class SinkProtocol:
     # ---------------------------------------------------------------- main loop
 
     def _run(self) -> None:
-        buf = self._in
+        buf = self.unread
         pos = 0  # consumed octets: removed once at the end, not per line
         try:
-            while self._pause is None:
+            while self.pause is None:
                 phase = self._phase
                 if phase == _DATA:
                     if pos:
@@ -463,7 +460,7 @@ class SinkProtocol:
 
     def _input_used_up(self) -> None:
         """The buffered input is used up: the pauses that wait for that come now."""
-        if self._pause is not None or self._phase == _CLOSED:
+        if self.pause is not None or self._phase == _CLOSED:
             return
         if self._abort_after is not None:
             self._pause_for(Abort(self._abort_after))
@@ -475,8 +472,8 @@ class SinkProtocol:
             self._close(None)
 
     def _pause_for(self, pause: Pause) -> None:
-        self._pause = pause
-        self._events.append(pause)
+        self.pause = pause
+        self.events.append(pause)
 
     def _command(self, line: bytes) -> None:
         if self._pending is not None and not self.in_mail:
@@ -485,20 +482,26 @@ class SinkProtocol:
         # first, and the TypeError it raises and clears costs more than the search)
         line = line.partition(b"\0")[0]  # the C string ends at a NUL, for the log too
         if self.config.verbose:
-            self._events.append(LogLine(sanitize(line)))
-        if line[:1] in (b" ", b"\t"):
-            line = line.lstrip(b" \t")
-        if not line:
-            self.output += R_EMPTY
-            return
-        token, _, args = line.partition(b" ")
-        if token.partition(b"\t")[1]:  # a tab before the first space ends the verb
-            token, _, args = line.partition(b"\t")
+            self.events.append(LogLine(sanitize(line)))
         tables = self.tables
-        name = tables.enabled.get(token.upper())
+        token, _, args = line.partition(b" ")
+        # A verb as clients send it (upper case, a space after) is found as it is; the
+        # keys are upper case, with no blank in them, so the general steps below would
+        # have found the same.
+        name = tables.enabled.get(token)
         if name is None:
-            self.output += R_UNKNOWN
-            return
+            if line[:1] in (b" ", b"\t"):
+                line = line.lstrip(b" \t")
+            if not line:
+                self.output += R_EMPTY
+                return
+            token, _, args = line.partition(b" ")
+            if token.partition(b"\t")[1]:  # a tab before the first space ends the verb
+                token, _, args = line.partition(b"\t")
+            name = tables.enabled.get(token.upper())
+            if name is None:
+                self.output += R_UNKNOWN
+                return
         if name in tables.special:
             if name == "BDAT":  # its reply comes once the chunk is in
                 self._bdat_command(sanitize(token), args)
@@ -514,7 +517,7 @@ class SinkProtocol:
         failure rules come after -s, before the flags."""
         cfg = self.config
         if name in cfg.log_commands:
-            self._events.append(CommandLogged(f"{token} {sanitize(args)[:100]}"))
+            self.events.append(CommandLogged(f"{token} {sanitize(args)[:100]}"))
         rules = self.tables.rules_for.get(name)
         if rules is not None and self._apply_rules(name, rules, args):
             return
@@ -592,7 +595,7 @@ class SinkProtocol:
         return None
 
     def _act(self, rule: Rule, name: str, args: bytes) -> None:
-        self._events.append(FaultInjected(f"rule: {rule}"))
+        self.events.append(FaultInjected(f"rule: {rule}"))
         action = rule.action
         if action == "drop":
             self._close(None)
@@ -634,7 +637,7 @@ class SinkProtocol:
             if rule is None:
                 self.output += R_LMTP_DOT
                 continue
-            self._events.append(FaultInjected(f"rule: {rule}"))
+            self.events.append(FaultInjected(f"rule: {rule}"))
             if rule.action == "hard":
                 self.output += self.tables.hard
             elif rule.action == "soft":
@@ -656,7 +659,7 @@ class SinkProtocol:
             while dice.randrange(100) < odds:
                 rolls += 1
             if rolls:  # the man page's dice rule: say what it drew
-                self._events.append(
+                self.events.append(
                     FaultInjected(f"-W {name.lower()}:{seconds:g}:{odds}: delay x{rolls}")
                 )
             seconds *= rolls
@@ -723,7 +726,7 @@ class SinkProtocol:
             out += R_MAIL
         elif name == "QUIT":
             out += R_BYE
-            self._events.append(QUIT_RECEIVED)
+            self.events.append(QUIT_RECEIVED)
             self._close(None)
         elif name == "HELO":
             self._reset()
@@ -852,7 +855,7 @@ class SinkProtocol:
 
     def _take_chunk(self) -> bool:
         """Take the current BDAT chunk from the buffer; True once it is complete."""
-        buf = self._in
+        buf = self.unread
         left = self._bdat_left
         if left:
             if not buf:
@@ -897,7 +900,7 @@ class SinkProtocol:
 
     def _scan_data(self) -> bool:
         """Look for CRLF.CRLF in the buffer; True when the data phase ended."""
-        buf = self._in
+        buf = self.unread
         if not buf:
             return False
         end = self._data_end(buf)
@@ -994,9 +997,9 @@ class SinkProtocol:
         self._bdat_seen = self._binarymime = self._tx_smtputf8 = False
         self._dot_error = None if ok else error
         self._eod = True
-        self._events.append(MESSAGE_END)
+        self.events.append(MESSAGE_END)
         if self.config.verbose:
-            self._events.append(LogLine("."))
+            self.events.append(LogLine("."))
         if self.last_envelope is not None:
             self._answer_mark = len(self.output)
         if "." in self.tables.special or not ok:
@@ -1144,7 +1147,7 @@ class SinkProtocol:
         if mark is not None:
             self._answer_mark = None
             text = bytes(self.output[mark:]).decode("latin-1")
-            self._events.append(MessageAnswered(tuple(text.split("\r\n")[:-1])))
+            self.events.append(MessageAnswered(tuple(text.split("\r\n")[:-1])))
 
     def _close(self, warning: str | None) -> None:
         if self._phase == _CLOSED:
@@ -1152,9 +1155,9 @@ class SinkProtocol:
         self._answered()  # dropped (-q .) or 421 (-Q .) instead of a normal reply
         self._reset()
         self._phase = _CLOSED
-        self._pause = None
+        self.pause = None
         self._resume = None
         self._abort_after = self._read_delay = None
-        self._in.clear()
-        self._events.append(CLOSE if warning is None else Close(warning))
+        self.unread.clear()
+        self.events.append(CLOSE if warning is None else Close(warning))
 

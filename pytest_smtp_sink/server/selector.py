@@ -340,9 +340,8 @@ class SelectorDriver:
         self._update_accepting(now)
 
     def _readable(self, session: Session, now: float) -> None:
-        transport = session.transport
-        assert type(transport) is PlainTransport
-        sock = transport.sock
+        # (only plain transports are polled here: no check per read)
+        sock = session.transport.sock  # type: ignore[attr-defined]
         try:
             data = sock.recv(RECV_SIZE)
         except BlockingIOError:
@@ -350,16 +349,10 @@ class SelectorDriver:
         except OSError:
             data = b""
         try:
-            session.received(data, now)
-            out = session.outbox
-            if (
-                out
-                and not (session.closing or session.stop_pending or session.closed)
-                and session.proto.pause is None
-            ):
-                # The common case, without the general steps (what next_step would say
-                # once the outbox is sent: no pause, no close, no -M stop): the replies go
-                # out whole and the session waits for the client again.
+            if session.received(data, now) and session.outbox:
+                # The common case, without the general steps: the replies go out whole
+                # and the session waits for the client again.
+                out = session.outbox
                 try:
                     sent = sock.send(out)
                 except OSError:

@@ -219,26 +219,36 @@ class Session:
         self.host.log("warning", reason)
         self.close()
 
-    def received(self, data: bytes, now: float) -> None:
-        """Bytes from the client (``b""``: end of file)."""
+    def received(self, data: bytes, now: float) -> bool:
+        """Bytes from the client (``b""``: end of file). True when all there is to do next
+        is to send the outbox (if any) and wait for the client again: no pause, no close,
+        no -M stop (what ``next_step`` would say once the outbox is out), for a driver's
+        fast path."""
         if data and self.record is not None:
             self.record("C", data)
         proto = self.proto
         proto.receive(data)
         if self.stream is not None or (proto.collect and proto.in_data):
             self._stream()  # (only a message being collected goes to a stream)
-        if proto.partial_command:
+        # (the attributes first: each property read is a call, and this runs per read)
+        if proto.unread and proto.partial_command:
             if self.line_since is None or proto.lines != self.lines:
                 self.line_since = now  # -t also bounds the time one command line takes
         else:
             self.line_since = None
         self.lines = proto.lines
-        events = proto.take_events()
-        if events or self.stream is not None or self.record is not None:
-            self._process(events)
-        elif proto.output:  # (_process with nothing but replies to move)
-            out = proto.take_output()
+        if proto.events or self.stream is not None or self.record is not None:
+            self._process()
+            return (
+                proto.pause is None and not (self.closing or self.stop_pending or self.closed)
+            )
+        if proto.output:  # (_process with nothing but replies to move)
+            out = bytes(proto.output)
+            proto.output.clear()
             self.outbox = self.outbox + out if self.outbox else out
+        # No events: no pause came (it is an event) and nothing closed; and a session
+        # being read was neither closing nor stopping.
+        return True
 
     def _stream(self) -> None:
         """-d: the message so far goes to its dump file (held once, not whole, in memory)."""
@@ -318,12 +328,10 @@ class Session:
 
     # ------------------------------------------------------------------ events
 
-    def _process(self, events: list[Event] | None = None) -> None:
-        """Act on the protocol's events (``events``: those taken already) and move its
-        replies to the outbox."""
+    def _process(self) -> None:
+        """Act on the protocol's events and move its replies to the outbox."""
         proto = self.proto
-        if events is None:
-            events = proto.take_events()
+        events = proto.take_events()
         notes = self._act_on(events) if events else None
         stream = self.stream
         if stream is not None and (not proto.in_data or self.stream_phase != proto.data_phases):
