@@ -12,10 +12,21 @@ from typing import Any
 
 import pytest
 import support
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import local_tz
 
 from pytest_smtp_sink.core.config import SinkConfig
-from pytest_smtp_sink.dump.transaction import Transaction, format_date, received_value
+from pytest_smtp_sink.core.envelope import Envelope
+from pytest_smtp_sink.core.framing import sanitize
+from pytest_smtp_sink.dump.transaction import (
+    Transaction,
+    dump_text,
+    envelope_dump,
+    format_date,
+    received_value,
+    with_queue_id,
+)
 from pytest_smtp_sink.dump.writer import DumpWriter, expand_template
 
 T_MAIL = datetime.datetime(2026, 11, 24, 22, 6, 54, tzinfo=datetime.timezone.utc).timestamp()
@@ -335,3 +346,112 @@ def test_dates_follow_the_time_zone_within_one_second() -> None:
     assert new_york == "Tue, 24 Nov 2026 17:06:54 -0500 (EST)"
     assert format_date(T_MAIL) == utc
     assert format_date(T_MAIL + 1).startswith("Tue, 24 Nov 2026 22:06:55 ")
+
+
+# ------------------------------------------- written straight from the envelope
+
+client_texts = st.text(
+    alphabet=st.sampled_from("aZ9 <>@.:\t\x7f\x01é😀\udcff"), max_size=12
+)  # printable ASCII, controls, UTF-8, a surrogate (an octet that was not UTF-8)
+
+
+def make_envelope(**kw: Any) -> Envelope:
+    fields: dict[str, Any] = {
+        "client_addr": "127.0.0.1",
+        "client_proto": "ESMTP",
+        "helo": "client.example",
+        "mail_args": "<sender@example.com>",
+        "rcpt_args": ("<one@example.com>",),
+        "queue_id": "78caf171",
+        "timestamp": T_MAIL,
+        "received_helo": "client.example",
+        "received_proto": "ESMTP",
+        "hostname": "smtp-sink",
+        "start_string": "",
+        "data": b"Subject: x\n\nbody\n\n",
+    }
+    fields.update(kw)
+    return Envelope(**fields)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    helo=st.none() | client_texts,
+    received_helo=st.none() | client_texts,
+    mail=client_texts,
+    rcpts=st.lists(client_texts, max_size=3),
+    utf8=st.booleans(),
+    tls=st.none() | st.just("TLSv1.3 TLS_AES_256_GCM_SHA384"),
+    auth=st.none() | client_texts,
+    start=st.sampled_from(["", "From x\n"]),
+)
+def test_envelope_dump_is_the_transactions_render(
+    helo: str | None,
+    received_helo: str | None,
+    mail: str,
+    rcpts: list[str],
+    utf8: bool,
+    tls: str | None,
+    auth: str | None,
+    start: str,
+) -> None:
+    """A dump written without a Transaction (nobody observes) is byte for byte the one
+    written from it."""
+    e = make_envelope(
+        helo=helo, received_helo=received_helo, mail_args=mail, rcpt_args=tuple(rcpts),
+        smtputf8=utf8, tls=tls, auth_user=auth, start_string=start,
+    )  # fmt: skip
+    assert envelope_dump(e, e.queue_id) == Transaction.from_envelope(e).render()
+    assert envelope_dump(e, "0badcafe") == with_queue_id(
+        Transaction.from_envelope(e), "0badcafe"
+    ).render()
+
+
+@given(client_texts)
+def test_dump_text_of_a_printable_text_is_the_text(value: str) -> None:
+    """dump_text's shortcut gives what its two ways give: octets that are not printable
+    ASCII become '?'; in SMTPUTF8 control characters do."""
+    assert dump_text(value, False) == sanitize(value.encode("utf-8", "surrogateescape"))
+    controls = {c: "?" for c in (*range(0x20), 0x7F)}
+    assert dump_text(value, True) == value.translate(controls)
+
+
+@pytest.mark.parametrize("collision", [False, True])
+@pytest.mark.parametrize("mode_", ["-d", "-D"])
+def test_write_envelope_writes_what_write_does(
+    tmp_path: Path, collision: bool, mode_: str
+) -> None:
+    e = make_envelope()
+    files = {}
+    for how in ("tx", "envelope"):
+        folder = tmp_path / how
+        folder.mkdir()
+        if collision:
+            (folder / "msg.78caf171").write_bytes(b"someone else's")
+        if mode_ == "-d":
+            cfg = SinkConfig(dump_template=f"{folder}/msg.")
+        else:
+            cfg = SinkConfig(dump_file_template=f"{folder}/%Y%m%d.mbox")
+        writer = DumpWriter(cfg, random.Random(5))
+        if how == "tx":
+            writer.write(Transaction.from_envelope(e), e.timestamp)
+        else:
+            writer.write_envelope(e)
+        files[how] = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert files["envelope"] == files["tx"]
+    assert len(files["tx"]) == 1 + collision
+
+
+def test_write_envelope_leaves_nothing_when_the_write_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_smtp_sink.dump import writer as writer_module
+
+    def full(fd: int, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer_module, "_write_all", full)
+    writer = DumpWriter(SinkConfig(dump_template=f"{tmp_path}/msg."))
+    with pytest.raises(OSError, match="No space"):
+        writer.write_envelope(make_envelope())
+    assert list(tmp_path.iterdir()) == []

@@ -968,24 +968,25 @@ class SinkProtocol:
         self._after_store(True)
 
     def _envelope(self, data: bytes, raw: bytes | None) -> Envelope:
-        return Envelope(
-            client_addr=self.client_addr,
-            client_proto=self._tx_proto,
-            helo=self._tx_helo,
-            mail_args=self._mail_args,
-            rcpt_args=tuple(self._rcpt_args),
-            queue_id=self._queue_id,
-            timestamp=self._start_time,
-            received_helo=self.helo,
-            received_proto=self.proto,
-            hostname=self.config.hostname,
-            start_string=self.config.start_string,
-            data=data,
-            smtputf8=self._tx_smtputf8,
-            auth_user=self.auth_user,
-            tls=self.tls,
-            raw=raw,
-            config=self.config,
+        cfg = self.config
+        return Envelope(  # (positional: keywords cost a dict per message)
+            self.client_addr,  # client_addr
+            self._tx_proto,  # client_proto
+            self._tx_helo,  # helo
+            self._mail_args,  # mail_args
+            tuple(self._rcpt_args),  # rcpt_args
+            self._queue_id,  # queue_id
+            self._start_time,  # timestamp
+            self.helo,  # received_helo
+            self.proto,  # received_proto
+            cfg.hostname,  # hostname
+            cfg.start_string,  # start_string
+            data,  # data
+            self._tx_smtputf8,  # smtputf8
+            self.auth_user,  # auth_user
+            self.tls,  # tls
+            raw,  # raw
+            cfg,  # config
         )
 
     def _after_store(self, ok: bool, error: bytes = R_STORE_FAILED) -> None:

@@ -33,6 +33,8 @@ _CONTROLS = {c: "?" for c in (*range(0x20), 0x7F)}
 def dump_text(value: str, utf8: bool) -> str:
     """A client's text as the dump holds it: sanitised octet by octet (Postfix), or, in an
     SMTPUTF8 transaction, as UTF-8 with only control characters replaced."""
+    if value.isascii() and value.isprintable():
+        return value  # (the usual case: both ways leave it as it is)
     if utf8:
         return value.translate(_CONTROLS)
     return sanitize(value.encode("utf-8", "surrogateescape"))
@@ -125,15 +127,10 @@ class Transaction:
     def from_envelope(cls, envelope: Envelope) -> Transaction:
         """The transaction of a message the protocol received."""
         e = envelope
-        helo = None if e.received_helo is None else dump_text(e.received_helo, e.smtputf8)
-        received = received_value(
-            helo, e.client_addr, e.hostname, e.received_proto, e.queue_id,
-            format_date(e.timestamp),
-        )  # fmt: skip
         return cls(
             e.client_addr, e.client_proto, e.helo, e.mail_args, e.rcpt_args, e.queue_id,
-            received, e.data, e.start_string, smtputf8=e.smtputf8, auth_user=e.auth_user,
-            tls=e.tls, raw=e.raw,
+            received_of(e, e.queue_id), e.data, e.start_string, smtputf8=e.smtputf8,
+            auth_user=e.auth_user, tls=e.tls, raw=e.raw,
         )  # fmt: skip
 
     # ------------------------------------------------------------- derived values
@@ -221,22 +218,10 @@ class Transaction:
 
     def header_bytes(self) -> bytes:
         """The ``X-...`` headers and ``Received:`` line that precede ``data`` in a dump."""
-        utf8 = self.smtputf8
-        lines = [f"X-Client-Addr: {self.client_addr}", f"X-Client-Proto: {self.client_proto}"]
-        if utf8:
-            lines.append("X-SMTPUTF8: yes")
-        if self.tls is not None:
-            lines.append(f"X-TLS: {self.tls}")
-        if self.auth_user is not None:
-            lines.append(f"X-Auth-User: {dump_text(self.auth_user, utf8)}")
-        if self.helo is not None:
-            lines.append(f"X-Helo-Args: {dump_text(self.helo, utf8)}")
-        lines.append(f"X-Mail-Args: {dump_text(self.mail_args, utf8)}")
-        lines.extend(f"X-Rcpt-Args: {dump_text(a, utf8)}" for a in self.rcpt_args)
-        lines.append(f"Received: {self.received}")
-        text = "\n".join(lines) + "\n"
-        encoded = text.encode("utf-8", "surrogateescape") if utf8 else text.encode("latin-1")
-        return self.start_string.encode("latin-1") + encoded
+        return dump_header(
+            self.start_string, self.client_addr, self.client_proto, self.smtputf8, self.tls,
+            self.auth_user, self.helo, self.mail_args, self.rcpt_args, self.received,
+        )  # fmt: skip
 
     def render(self) -> bytes:
         """The bytes smtp-sink writes to a dump file for this transaction."""
@@ -271,6 +256,54 @@ def _body(message: EmailMessage, subtype: str) -> str | None:
 def _payload(part: EmailMessage) -> bytes:
     data = part.get_payload(decode=True)
     return data if isinstance(data, bytes) else b""
+
+
+def dump_header(
+    start_string: str,
+    client_addr: str,
+    client_proto: str,
+    utf8: bool,
+    tls: str | None,
+    auth_user: str | None,
+    helo: str | None,
+    mail_args: str,
+    rcpt_args: tuple[str, ...],
+    received: str,
+) -> bytes:
+    """The ``X-...`` headers and ``Received:`` line that precede the data in a dump."""
+    lines = [f"X-Client-Addr: {client_addr}", f"X-Client-Proto: {client_proto}"]
+    if utf8:
+        lines.append("X-SMTPUTF8: yes")
+    if tls is not None:
+        lines.append(f"X-TLS: {tls}")
+    if auth_user is not None:
+        lines.append(f"X-Auth-User: {dump_text(auth_user, utf8)}")
+    if helo is not None:
+        lines.append(f"X-Helo-Args: {dump_text(helo, utf8)}")
+    lines.append(f"X-Mail-Args: {dump_text(mail_args, utf8)}")
+    for arg in rcpt_args:
+        lines.append(f"X-Rcpt-Args: {dump_text(arg, utf8)}")
+    lines.append(f"Received: {received}")
+    lines.append("")
+    text = "\n".join(lines)
+    encoded = text.encode("utf-8", "surrogateescape") if utf8 else text.encode("latin-1")
+    return start_string.encode("latin-1") + encoded if start_string else encoded
+
+
+def envelope_dump(e: Envelope, queue_id: str) -> bytes:
+    """What ``Transaction.from_envelope(e)`` renders (under ``queue_id``), without the
+    Transaction: the dump of a message nobody observes."""
+    return dump_header(
+        e.start_string, e.client_addr, e.client_proto, e.smtputf8, e.tls, e.auth_user, e.helo,
+        e.mail_args, e.rcpt_args, received_of(e, queue_id),
+    ) + e.data  # fmt: skip
+
+
+def received_of(e: Envelope, queue_id: str) -> str:
+    """The Received header value of the message ``e`` under ``queue_id``."""
+    helo = None if e.received_helo is None else dump_text(e.received_helo, e.smtputf8)
+    date = format_date(e.timestamp)
+    return received_value(helo, e.client_addr, e.hostname, e.received_proto, queue_id, date)
 
 
 def received_value(

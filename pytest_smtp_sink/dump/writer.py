@@ -15,7 +15,8 @@ import random
 import time
 
 from ..core.config import SinkConfig
-from .transaction import Transaction, local_time_key, with_queue_id
+from ..core.envelope import Envelope
+from .transaction import Transaction, envelope_dump, local_time_key, with_queue_id
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -71,15 +72,36 @@ class DumpWriter:
             self._append(expand_template(self.config.dump_file_template, when), tx.render())
         return tx
 
+    def write_envelope(self, envelope: Envelope) -> None:
+        """Write the dump of a message nobody observes, straight from its envelope (no
+        Transaction is made). Raises OSError when the dump cannot be written."""
+        when = envelope.timestamp
+        if self.config.dump_template is not None:
+            fd, path, queue_id = self._create(self.config.dump_template, envelope.queue_id, when)
+            try:
+                _write_all(fd, envelope_dump(envelope, queue_id))
+            except OSError:
+                os.close(fd)
+                os.unlink(path)
+                raise
+            os.close(fd)
+        elif self.config.dump_file_template is not None:  # (as write: -d, else -D)
+            path = expand_template(self.config.dump_file_template, when)
+            self._append(path, envelope_dump(envelope, envelope.queue_id))
+
     def open_stream(self, tx: Transaction, when: float) -> DumpStream:
         """A -d dump of ``tx`` (its header; its data comes through the stream). OSError
         when the file cannot be made."""
         assert self.config.dump_template is not None
-        fd, path, tx = self._create(self.config.dump_template, tx, when)
+        fd, path, queue_id = self._create(self.config.dump_template, tx.queue_id, when)
+        if queue_id != tx.queue_id:
+            tx = with_queue_id(tx, queue_id)
         return DumpStream(fd, path, tx)
 
     def _write_single(self, template: str, tx: Transaction, when: float) -> Transaction:
-        fd, path, tx = self._create(template, tx, when)
+        fd, path, queue_id = self._create(template, tx.queue_id, when)
+        if queue_id != tx.queue_id:
+            tx = with_queue_id(tx, queue_id)
         try:
             _write_all(fd, tx.render())
         except OSError:
@@ -89,20 +111,21 @@ class DumpWriter:
         os.close(fd)
         return tx
 
-    def _create(self, template: str, tx: Transaction, when: float) -> tuple[int, str, Transaction]:
-        """A new file for ``tx``: its descriptor, path, and ``tx`` under the id it has."""
+    def _create(self, template: str, queue_id: str, when: float) -> tuple[int, str, str]:
+        """A new file for the message ``queue_id``: its descriptor, path, and the id it has
+        (another one when a file of that name was there)."""
         prefix = expand_template(template, when)
         for _ in range(MAX_TRIES):
-            path = prefix + tx.queue_id
+            path = prefix + queue_id
             try:
                 fd = os.open(path, CREATE_NEW, FILE_MODE)
             except FileExistsError:
-                tx = with_queue_id(tx, f"{self.rng.getrandbits(31):08x}")
+                queue_id = f"{self.rng.getrandbits(31):08x}"
                 continue
             except FileNotFoundError:
                 _makedirs_for(path)
                 fd = os.open(path, CREATE_NEW, FILE_MODE)
-            return fd, path, tx
+            return fd, path, queue_id
         raise OSError(errno.EEXIST, "mail_file_open: something is looping", prefix)
 
     @staticmethod

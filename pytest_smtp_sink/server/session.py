@@ -228,8 +228,8 @@ class Session:
             self.record("C", data)
         proto = self.proto
         proto.receive(data)
-        if self.stream is not None or (proto.collect and proto.in_data):
-            self._stream()  # (only a message being collected goes to a stream)
+        if self.stream is not None or proto.data_held >= STREAM_FROM:
+            self._stream()  # (a message being collected; _stream looks closer)
         # (the attributes first: each property read is a call, and this runs per read)
         if proto.unread and proto.partial_command:
             if self.line_since is None or proto.lines != self.lines:
