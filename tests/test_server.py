@@ -826,6 +826,30 @@ async def test_timeout_change_applies_to_open_connection() -> None:
         assert await conn.eof() == b""  # default timeout is 100 s: the new one applied
 
 
+async def test_config_set_from_another_thread() -> None:
+    """set_config_here (the plugin's per-test configuration, from pytest's thread) applies at
+    once unless a session waits in a portable task, whose -t deadline only trio's thread
+    may move: then it does nothing and says so."""
+    async with serving() as (server, [addr]):
+        assert await trio.to_thread.run_sync(server.set_config_here, config(hostname="a.test"))
+        assert server.config.hostname == "a.test"
+        conn = await tcp(addr)
+        assert await conn.line() == b"220 a.test ESMTP"
+        await trio.testing.wait_all_tasks_blocked()  # (a portable task: waiting to read)
+        short = config(timeout=0.2)
+        done = await trio.to_thread.run_sync(server.set_config_here, short)
+        if support.DRIVER == "portable":
+            assert not done
+            assert server.config.hostname == "a.test"  # nothing done
+            server.config = short  # (from trio's thread)
+        else:
+            assert done  # the selector's sessions have no trio deadline
+            assert server.config is short
+        await conn.send(b"NOOP\r\n")
+        assert await conn.line() == b"250 2.0.0 Ok"
+        assert await conn.eof() == b""  # the new -t applied to the open connection
+
+
 async def _grows_to(path: Path, size: int) -> None:
     """Wait until ``path`` holds ``size`` octets or more (the server writes as it reads)."""
     with trio.fail_after(LIMIT):

@@ -193,9 +193,9 @@ def sink_for_test(
     if ssl_context is not None and sink.server.ssl_context is None:
         smtp_sink_thread.call(setattr, sink.server, "ssl_context", ssl_context)
     if sink.server.config is not cfg:
-        smtp_sink_thread.call(_set_config, sink, cfg)
+        sink.use_config(cfg)
     if cfg.rules:  # rules counted per sink count from 0 in every test
-        smtp_sink_thread.call(sink.server.reset_rule_counters)
+        sink.server.reset_rule_counters()
     sink.clear()
     sink.seed = seed
     _register(request, sink)
@@ -204,14 +204,11 @@ def sink_for_test(
     finally:
         with contextlib.suppress(SinkError, OSError):  # reported by _after_test
             if sink.server.config is not base:
-                smtp_sink_thread.call(_set_config, sink, base)
+                sink.use_config(base)
             smtp_sink_thread.restart_server(sink)  # after a stop() in the test
         _after_test(request, [sink], smtp_sink_thread)
 
 
-def _set_config(sink: SmtpSink, cfg: SinkConfig) -> None:
-    if sink.server.config is not cfg:
-        sink.server.config = cfg
 
 
 def factory_for_test(

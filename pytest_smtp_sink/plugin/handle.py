@@ -95,7 +95,7 @@ class SmtpSink:
         self.seed: int | None = None
         self.expectations: list[tuple[int, Criteria, float]] = []  # see expect()
 
-    # -- changes mid-test (thread-safe: they run in the server's loop)
+    # -- changes mid-test (thread-safe: under the server's lock, or in its loop)
     def configure(self, **options: Unpack[SinkOptions]) -> None:
         """Apply marker-style ``options`` over the current configuration, from now on
         (on open connections from their next transaction); the fixture undoes it."""
@@ -109,7 +109,14 @@ class SmtpSink:
         config = from_options(options, base=self.config)
         if config.seed is None and self.seed is not None and "seed" not in options:
             config = config.replace(seed=self.seed)
-        self._control.call(_set_config, self.server, config)
+        self.use_config(config)
+
+    def use_config(self, config: SinkConfig) -> None:
+        """Serve with ``config`` from now on: set from this thread where the server allows
+        it (a call into the loop's thread and back costs more than a whole test), else
+        from the loop's."""
+        if not self.server.set_config_here(config):
+            self._control.call(_set_config, self.server, config)
 
     @contextmanager
     def configured(self, **options: Unpack[SinkOptions]) -> Iterator[SmtpSink]:
@@ -119,7 +126,7 @@ class SmtpSink:
         try:
             yield self
         finally:
-            self._control.call(_set_config, self.server, before)
+            self.use_config(before)
 
     def rule(self, rule: Rule | str, *args: Any, **kw: Any) -> Rule:
         """Add a failure rule from now on: ``smtp_sink.rule("RCPT bad@*: 550 5.1.1 No")``

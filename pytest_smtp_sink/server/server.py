@@ -205,8 +205,20 @@ class SinkServer:
             if self._selector is not None:
                 self._selector.config_changed()
 
+    def set_config_here(self, config: SinkConfig) -> bool:
+        """Use ``config`` from now on, from any thread, when nothing needs trio's thread
+        for it: no session waits in a portable task (its -t deadline is a trio cancel
+        scope, moved only from trio's thread). False when something does: nothing is
+        done, and ``config`` must be set from trio's thread."""
+        with self.lock:
+            if any(session.rearm is not None for session in self._sessions):
+                return False
+            self._apply(config)
+            return True
+
     def reset_rule_counters(self) -> None:
-        """Rules counted per sink start counting again (the plugin does it per test)."""
+        """Rules counted per sink start counting again (the plugin does it per test; from
+        any thread)."""
         with self.lock:
             self._tables.counters.reset()
 

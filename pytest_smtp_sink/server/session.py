@@ -355,10 +355,19 @@ class Session:
         while events:
             stored: bool | None = None
             for event in events:
+                # (the usual events first: a match tries its cases in order)
                 match event:
                     case MessageEnd():
                         if host.message_ended():
                             self.stop_pending = True
+                    case MessageReceived(envelope=envelope):
+                        stream, self.stream = self.stream, None
+                        stored = host.store(envelope, stream)
+                        self.answering = envelope if stored else None
+                    case MessageAnswered(replies=replies):
+                        if self.answering is not None:
+                            envelope, self.answering = self.answering, None
+                            host.message_answered(self.number, envelope, replies)
                     case QuitReceived():
                         host.quit_received()
                     case Close(warning=warning, disconnect=disconnect):
@@ -372,14 +381,6 @@ class Session:
                         host.command_logged(text)
                     case FaultInjected(description=description):
                         notes.append(description)
-                    case MessageReceived(envelope=envelope):
-                        stream, self.stream = self.stream, None
-                        stored = host.store(envelope, stream)
-                        self.answering = envelope if stored else None
-                    case MessageAnswered(replies=replies):
-                        if self.answering is not None:
-                            envelope, self.answering = self.answering, None
-                            host.message_answered(self.number, envelope, replies)
                     case Delay() | ReadDelay() | Abort() | StartTls():
                         pass  # the driver carries it out (next_step)
                     case _:
