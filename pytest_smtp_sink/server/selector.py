@@ -259,13 +259,19 @@ class SelectorDriver:
         self._poller.add(wake_fd)
         try:
             with lock:
-                self._update_accepting(self.now())
+                now = self.now()
+                self._update_accepting(now)
             while not self._stopping:
+                # The wait is measured from the time read after the last one (one clock
+                # read per turn): a sweep comes late by that turn's work at most. (When the
+                # clock was switched meanwhile, the switch's wake-up ends this wait at once.)
                 timeout: float | None = None
                 if sessions:
-                    timeout = max(0.0, self._next_sweep - self._clock.current_time())
+                    timeout = self._next_sweep - now
+                    if timeout < 0.0:
+                        timeout = 0.0
                 if not self._accepting:
-                    wait = host.accept_paused_until() - self._clock.current_time()
+                    wait = host.accept_paused_until() - now
                     if wait > 0:  # out of descriptors: accept again after a pause
                         timeout = wait if timeout is None else min(timeout, wait)
                 events = poll(timeout)
