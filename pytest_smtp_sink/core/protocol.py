@@ -416,6 +416,9 @@ class SinkProtocol:
 
     def _run(self) -> None:
         buf = self.unread
+        if not buf and self._phase != _BDAT:  # (a BDAT 0 chunk completes with no octets)
+            self._input_used_up()  # nothing to parse: what the loop below would end with
+            return
         pos = 0  # consumed octets: removed once at the end, not per line
         try:
             while self.pause is None:
