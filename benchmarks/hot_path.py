@@ -13,7 +13,8 @@ difference per message (start-up cancels out)::
     # (Ir of the second - Ir of the first) / 20000
 
 2026-12-03, CPython 3.11.7 (pyenv, no PGO): 120k instructions per message before the leaner
-read path, 89k after it, 80k with slots for the protocol object.
+read path, 89k after it, 80k with slots for the protocol object, 66k with plain attributes for
+what the session reads per read and the verb found as sent.
 """
 
 from __future__ import annotations
