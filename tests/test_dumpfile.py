@@ -455,3 +455,34 @@ def test_write_envelope_leaves_nothing_when_the_write_fails(
     with pytest.raises(OSError, match="No space"):
         writer.write_envelope(make_envelope())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_taken_changes_the_id_of_the_received_line_not_of_the_helo(
+    tmp_path: Path,
+) -> None:
+    """A client's HELO text may hold the words of the Received line's id: a fresh id
+    replaces the Received line's own, whichever way the dump is written."""
+    e = make_envelope(received_helo="x id 78caf171;")
+    files = {}
+    for how in ("tx", "envelope"):
+        folder = tmp_path / how
+        folder.mkdir()
+        (folder / "msg.78caf171").write_bytes(b"someone else's")
+        writer = DumpWriter(SinkConfig(dump_template=f"{folder}/msg."), random.Random(5))
+        if how == "tx":
+            writer.write(Transaction.from_envelope(e), e.timestamp)
+        else:
+            writer.write_envelope(e)
+        [path] = [p for p in folder.iterdir() if p.name != "msg.78caf171"]
+        files[how] = path.read_bytes()
+    fresh = f"{random.Random(5).getrandbits(31):08x}"
+    assert files["tx"] == files["envelope"]
+    assert b"from x id 78caf171; ([127.0.0.1])" in files["tx"]
+    assert f"with ESMTP id {fresh};".encode() in files["tx"]
+
+
+def test_envelopes_and_their_events_hash() -> None:
+    from pytest_smtp_sink.core.events import MessageReceived
+
+    e = make_envelope()
+    assert hash(MessageReceived(e)) == hash(MessageReceived(make_envelope()))

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, eight times
 # the cost of this one's construction, once per message. Nothing changes one once made.
-@dataclass(slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # (hashable, as the events that carry it)
 class Envelope:
     """A completed mail transaction, before it becomes a ``Transaction`` (read-only).
 

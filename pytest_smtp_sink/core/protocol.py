@@ -964,6 +964,7 @@ class SinkProtocol:
             else:
                 data = b"".join(self._chunks)
                 self._chunks = []
+                self.data_held = 0  # (else the session looks for a stream on every read)
             envelope = self._envelope(data, raw)
             self._pending_envelope = envelope
             self._pause_for(MessageReceived(envelope))

@@ -319,6 +319,7 @@ def received_value(
 
 def with_queue_id(tx: Transaction, queue_id: str) -> Transaction:
     """The same transaction under another id (the Received header names it too)."""
-    old = f" id {tx.queue_id};"
-    received = tx.received.replace(old, f" id {queue_id};", 1)
+    # (the last one: a client's HELO text, earlier in the header, may hold the same words)
+    head, sep, tail = tx.received.rpartition(f" id {tx.queue_id};")
+    received = head + f" id {queue_id};" + tail if sep else tx.received
     return dataclasses.replace(tx, queue_id=queue_id, received=received)
