@@ -246,6 +246,20 @@ class SelectorDriver:
         """Greet and serve a new session (plain transport)."""
         session.drivers.append(NAME)
         try:
+            if not session.implicit_tls and session.greet() and session.outbox:
+                # The usual greeting, without the general steps (as in _readable).
+                transport = session.transport
+                assert isinstance(transport, PlainTransport)
+                out = session.outbox
+                try:
+                    sent = transport.sock.send(out)
+                except OSError:
+                    sent = 0  # _pump tries again and sees what it is
+                if sent == len(out):
+                    session.outbox = b""
+                    self._watch(session, transport, now)
+                    return
+                session.sent(sent)
             self._pump(session, now)
         except Exception as exc:
             self._crashed(session, exc)
@@ -388,14 +402,7 @@ class SelectorDriver:
                     self._give_away(session)  # the client reads slowly: wait elsewhere
                     return
             elif step == READ:
-                session.waiting(now)
-                fd = transport.fd
-                if fd not in self._sessions:
-                    self._poller.add(fd)
-                    self._sessions[fd] = session
-                    # Out of the poll set before the socket closes: a forked child may
-                    # hold the descriptor open, and its entry would stay and be reported.
-                    transport.before_close = self._poller.remove
+                self._watch(session, transport, now)
                 return
             elif step == DONE:
                 self._forget(session)
@@ -403,6 +410,17 @@ class SelectorDriver:
             else:  # SLEEP, UPGRADE
                 self._give_away(session)
                 return
+
+    def _watch(self, session: Session, transport: PlainTransport, now: float) -> None:
+        """Wait for the client: its socket in the poll set (once)."""
+        session.waiting(now)
+        fd = transport.fd
+        if fd not in self._sessions:
+            self._poller.add(fd)
+            self._sessions[fd] = session
+            # Out of the poll set before the socket closes: a forked child may hold the
+            # descriptor open, and its entry would stay and be reported.
+            transport.before_close = self._poller.remove
 
     def _crashed(self, session: Session, exc: Exception) -> None:
         session.crashed(exc)

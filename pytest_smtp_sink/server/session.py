@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..core.envelope import Envelope
 from ..core.events import (
+    CLOSE,
+    MESSAGE_END,
+    QUIT_RECEIVED,
     Abort,
     Close,
     CommandLogged,
@@ -237,7 +240,23 @@ class Session:
         else:
             self.line_since = None
         self.lines = proto.lines
-        if proto.events or self.stream is not None or self.record is not None:
+        events = proto.events
+        if events and self.stream is None and self.record is None:
+            # What _act_on does for the usual events, without its calls: a message ended
+            # with nothing kept (once per message on every plain path), QUIT.
+            if len(events) == 1 and events[0] is MESSAGE_END:
+                proto.events = []
+                if self.host.message_ended():
+                    self.stop_pending = True
+                events = proto.events
+            elif len(events) == 2 and events[0] is QUIT_RECEIVED and events[1] is CLOSE:
+                proto.events = []
+                self.host.quit_received()
+                self.closing = True
+                self.disconnect_log = bool(proto.config.verbose)
+                self._take_output()
+                return False
+        if events or self.stream is not None or self.record is not None:
             self._process()
             return (
                 proto.pause is None and not (self.closing or self.stop_pending or self.closed)
@@ -247,7 +266,28 @@ class Session:
             proto.output.clear()
             self.outbox = self.outbox + out if self.outbox else out
         # No events: no pause came (it is an event) and nothing closed; and a session
-        # being read was neither closing nor stopping.
+        # being read was neither closing nor stopping (but by -M, just now).
+        return not self.stop_pending
+
+    def _take_output(self) -> None:
+        """The protocol's replies go to the outbox (no transcript: the caller knows)."""
+        proto = self.proto
+        out = bytes(proto.output)
+        proto.output.clear()
+        self.outbox = self.outbox + out if self.outbox else out
+
+    def greet(self) -> bool:
+        """The greeting (a driver's first step for a session without implicit TLS, instead
+        of ``next_step``); True when what follows is to send the outbox and wait for the
+        client, as for ``received``."""
+        self.greeted = True
+        proto = self.proto
+        proto.start()
+        if proto.events or self.record is not None:
+            self._process()
+            return proto.pause is None and not (self.closing or self.stop_pending or self.closed)
+        if proto.output:
+            self._take_output()
         return True
 
     def _stream(self) -> None:
