@@ -6,6 +6,7 @@ import datetime
 import os
 import random
 import stat
+import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -405,6 +406,26 @@ def test_envelope_dump_is_the_transactions_render(
     assert envelope_dump(e, "0badcafe") == with_queue_id(
         Transaction.from_envelope(e), "0badcafe"
     ).render()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    helo=st.none() | st.text(string.printable[:95], max_size=12),
+    received_helo=st.none() | st.text(string.printable[:95], max_size=12),
+    mail=st.text(string.printable[:95], max_size=12),
+    rcpts=st.lists(st.text(string.printable[:95], max_size=12) | client_texts, max_size=3),
+    proto=st.sampled_from(["SMTP", "ESMTP", "LMTP"]),
+)
+def test_a_usual_envelope_dump_is_the_transactions_render(
+    helo: str | None, received_helo: str | None, mail: str, rcpts: list[str], proto: str
+) -> None:
+    """The same for the usual message (printable ASCII, no -S, TLS, AUTH or SMTPUTF8),
+    which envelope_dump writes in one piece, and for one recipient text that is not."""
+    e = make_envelope(
+        helo=helo, received_helo=received_helo, mail_args=mail, rcpt_args=tuple(rcpts),
+        client_proto=proto, received_proto=proto,
+    )  # fmt: skip
+    assert envelope_dump(e, e.queue_id) == Transaction.from_envelope(e).render()
 
 
 @given(client_texts)

@@ -23,10 +23,11 @@ from pytest_smtp_sink.server.session import READ, SEND, Session
 class Host:
     """Records what a session asks of its server; -M after ``max_messages``."""
 
-    def __init__(self, max_messages: int | None) -> None:
+    def __init__(self, max_messages: int | None, observed: bool) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.messages = 0
         self.max_messages = max_messages
+        self.observed = observed  # someone wants the replies to stored messages
 
     def log(self, level: str, text: str) -> None:
         self.calls.append(("log", level, text))
@@ -40,6 +41,9 @@ class Host:
 
     def open_stream(self, envelope: object) -> None:
         return None
+
+    def awaits_reply(self, envelope: object) -> bool:
+        return self.observed
 
     def message_answered(self, session: int, envelope: object, replies: object) -> None:
         self.calls.append(("message_answered", replies))
@@ -67,11 +71,15 @@ class Transport:
         pass
 
 
-def run(config: SinkConfig, reads: list[bytes], general: bool) -> list[object]:
+def run(
+    config: SinkConfig, reads: list[bytes], general: bool, collect: bool = False,
+    observed: bool = False,
+) -> list[object]:
     """What a driver sees, step by step: the session's replies, its answer to each read,
-    its flags and what the host was asked."""
-    host = Host(config.max_messages)
-    proto = SinkProtocol(Tables(config), "127.0.0.1", collect=config.dumping)
+    its flags and what the host was asked (``collect``: messages are stored; ``observed``:
+    and the replies to them are awaited)."""
+    host = Host(config.max_messages, observed)
+    proto = SinkProtocol(Tables(config), "127.0.0.1", collect=collect)
     record = (lambda direction, data: None) if general else None
     session = Session(host, Transport(), proto, record)  # type: ignore[arg-type]
     seen: list[object] = []
@@ -114,10 +122,15 @@ CONFIGS = [[], ["-v"], ["-M", "2"], ["-L"], ["-c"], ["-n", "1"], ["-q", "quit"],
 @given(
     args=st.sampled_from(CONFIGS),
     reads=st.lists(st.one_of(st.sampled_from(COMMANDS), st.just(b"".join(MESSAGE))), max_size=14),
+    collect=st.booleans(),
+    observed=st.booleans(),
 )
-def test_shortcuts_and_general_steps_agree(args: list[str], reads: list[bytes]) -> None:
+def test_shortcuts_and_general_steps_agree(
+    args: list[str], reads: list[bytes], collect: bool, observed: bool
+) -> None:
     config = parse_argv([*args, "127.0.0.1:25", "1"]).config
-    assert run(config, reads, general=False) == run(config, reads, general=True)
+    fast = run(config, reads, general=False, collect=collect, observed=observed)
+    assert fast == run(config, reads, general=True, collect=collect, observed=observed)
 
 
 def test_a_message_then_quit() -> None:

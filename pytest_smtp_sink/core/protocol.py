@@ -357,10 +357,11 @@ class SinkProtocol:
             action()
         self._run()
 
-    def message_stored(self, ok: bool) -> None:
-        """Acknowledge ``MessageReceived``: the driver stored the message (or failed to)."""
+    def message_stored(self, ok: bool, answered: bool = True) -> None:
+        """Acknowledge ``MessageReceived``: the driver stored the message (or failed to).
+        ``answered``: a ``MessageAnswered`` event is to say what the client was told."""
         self._acknowledge(MessageReceived)
-        self._after_store(ok)
+        self._after_store(ok, answered=answered)
         self._run()
 
     def read_delay_elapsed(self) -> None:
@@ -993,7 +994,9 @@ class SinkProtocol:
             cfg,  # config
         )
 
-    def _after_store(self, ok: bool, error: bytes = R_STORE_FAILED) -> None:
+    def _after_store(
+        self, ok: bool, error: bytes = R_STORE_FAILED, *, answered: bool = True
+    ) -> None:
         self.last_envelope = self._pending_envelope
         self._pending_envelope = None
         self.in_mail = False
@@ -1005,7 +1008,7 @@ class SinkProtocol:
         self.events.append(MESSAGE_END)
         if self.config.verbose:
             self.events.append(LogLine("."))
-        if self.last_envelope is not None:
+        if self.last_envelope is not None and answered:
             self._answer_mark = len(self.output)
         if "." in self.tables.special or not ok:
             self._dispatch(".", ".", b"")

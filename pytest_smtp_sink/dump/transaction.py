@@ -293,6 +293,22 @@ def dump_header(
 def envelope_dump(e: Envelope, queue_id: str) -> bytes:
     """What ``Transaction.from_envelope(e)`` renders (under ``queue_id``), without the
     Transaction: the dump of a message nobody observes."""
+    helo, received_helo, mail_args, rcpt_args = e.helo, e.received_helo, e.mail_args, e.rcpt_args
+    if not (e.smtputf8 or e.start_string or e.tls is not None or e.auth_user is not None):
+        # The usual message, in one piece: the client's texts are printable ASCII (checked
+        # at once), so that the dump holds them as they are.
+        texts = f"{helo}{received_helo}{mail_args}{''.join(rcpt_args)}"
+        if texts.isascii() and texts.isprintable():
+            addr = e.client_addr
+            helo_line = "" if helo is None else f"X-Helo-Args: {helo}\n"
+            rcpt_lines = "".join([f"X-Rcpt-Args: {arg}\n" for arg in rcpt_args])
+            sender = f"[{addr}]" if received_helo is None else received_helo
+            return (
+                f"X-Client-Addr: {addr}\nX-Client-Proto: {e.client_proto}\n{helo_line}"
+                f"X-Mail-Args: {mail_args}\n{rcpt_lines}Received: from {sender} ([{addr}])\n"
+                f"\tby {e.hostname} (smtp-sink) with {e.received_proto} id {queue_id};\n"
+                f"\t{format_date(e.timestamp)}\n"
+            ).encode("latin-1") + e.data
     return dump_header(
         e.start_string, e.client_addr, e.client_proto, e.smtputf8, e.tls, e.auth_user, e.helo,
         e.mail_args, e.rcpt_args, received_of(e, queue_id),

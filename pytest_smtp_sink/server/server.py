@@ -646,6 +646,9 @@ class SinkServer:
             except Exception as exc:
                 self.log("error", f"transaction hook {hook!r} failed: {exc!r}")
 
+    def awaits_reply(self, envelope: Envelope) -> bool:
+        return id(envelope) in self._unanswered
+
     def message_ended(self) -> bool:
         c = self.counters
         c.messages += 1

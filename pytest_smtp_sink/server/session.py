@@ -75,6 +75,11 @@ class SessionHost(Protocol):
         data (none: dropped)."""
         ...
 
+    def awaits_reply(self, envelope: Envelope) -> bool:
+        """A stored ``envelope``'s observers want to know what the client was told
+        (``message_answered``)."""
+        ...
+
     def message_ended(self) -> bool:
         """Count a message; True when the server must stop once its reply is out (-M)."""
         ...
@@ -242,8 +247,18 @@ class Session:
         self.lines = proto.lines
         events = proto.events
         if events and self.stream is None and self.record is None:
-            # What _act_on does for the usual events, without its calls: a message ended
-            # with nothing kept (once per message on every plain path), QUIT.
+            # What _act_on does for the usual events, without its calls: a message to
+            # store, a message ended (once per message on every plain path), QUIT.
+            first = events[0]
+            if len(events) == 1 and type(first) is MessageReceived:
+                envelope = first.envelope
+                proto.events = []
+                host = self.host
+                stored = host.store(envelope, None)
+                answering = envelope if stored and host.awaits_reply(envelope) else None
+                self.answering = answering
+                proto.message_stored(stored, answering is not None)
+                events = proto.events
             if len(events) == 1 and events[0] is MESSAGE_END:
                 proto.events = []
                 if self.host.message_ended():
@@ -403,7 +418,8 @@ class Session:
                     case MessageReceived(envelope=envelope):
                         stream, self.stream = self.stream, None
                         stored = host.store(envelope, stream)
-                        self.answering = envelope if stored else None
+                        answering = envelope if stored and host.awaits_reply(envelope) else None
+                        self.answering = answering
                     case MessageAnswered(replies=replies):
                         if self.answering is not None:
                             envelope, self.answering = self.answering, None
@@ -427,7 +443,8 @@ class Session:
                         assert_never(event)
             if stored is None:
                 break
-            proto.message_stored(stored)  # the "." reply, then the rest of the input
+            # the "." reply, then the rest of the input
+            proto.message_stored(stored, self.answering is not None)
             events = proto.take_events()
         return notes
 
