@@ -458,6 +458,38 @@ async def test_A_aborts_after_354() -> None:
         assert await conn.eof() == b""
 
 
+async def lock_step_until_data(conn: Conn) -> None:
+    """HELO, MAIL, RCPT and DATA, each in a read of its own after the previous reply (as
+    most clients send them: the protocol's paths for a whole line in one read)."""
+    for command, reply in [
+        (b"HELO client\r\n", b"250 smtp-sink"),
+        (b"MAIL FROM:<a@example.com>\r\n", b"250 2.1.0 Ok"),
+        (b"RCPT TO:<b@example.com>\r\n", b"250 2.1.5 Ok"),
+        (b"DATA\r\n", b"354 End data with <CR><LF>.<CR><LF>"),
+    ]:
+        await conn.send(command)
+        assert await conn.line() == reply
+
+
+async def test_H_and_A_with_a_command_per_read() -> None:
+    async with serving(config(data_read_delay=0.3)) as (_server, [addr]):
+        conn = await tcp(addr)
+        await conn.line()
+        await lock_step_until_data(conn)
+        start = trio.current_time()
+        await conn.send(BODY)
+        assert await conn.line() == b"250 2.0.0 Ok"
+        assert 0.3 <= trio.current_time() - start < 4
+    async with serving(config(abort_delay=0.2)) as (_server, [addr]):
+        conn = await tcp(addr)
+        await conn.line()
+        start = trio.current_time()
+        await lock_step_until_data(conn)
+        assert await conn.line() == b"550 This violates SMTP"
+        assert trio.current_time() - start >= 0.2
+        assert await conn.eof() == b""
+
+
 async def test_A_zero_aborts_at_once() -> None:
     seen: list[Transaction] = []
     async with serving(config(abort_delay=0)) as (server, [addr]):

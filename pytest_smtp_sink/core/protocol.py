@@ -101,6 +101,7 @@ class SinkProtocol:
     __slots__ = (
         "_abort_after",
         "_aborting",
+        "_after_input",
         "_answer_mark",
         "_auth_step",
         "_auth_user_step",
@@ -204,6 +205,8 @@ class SinkProtocol:
         self._aborting = False
         self._abort_after: float | None = None
         self._read_delay: float | None = None
+        # one of the three above may be set: _input_used_up has work once a read is used up
+        self._after_input = False
         # transaction being collected
         self._mail_args = ""
         self._rcpt_args: list[str] = []
@@ -299,7 +302,7 @@ class SinkProtocol:
         if self._phase == _CLOSED or self._aborting:
             return  # -A: nothing more is read until the abort
         if not data:
-            self._eof = True
+            self._eof = self._after_input = True
             if self.pause is None:
                 self._close(None)
             return
@@ -345,7 +348,7 @@ class SinkProtocol:
             self._run()
             return
         # The read is used up (what _run ends with), without the call when nothing waits.
-        if self._abort_after is not None or self._read_delay is not None or self._eof:
+        if self._after_input:
             self._input_used_up()
 
     def delay_elapsed(self) -> None:
@@ -474,6 +477,9 @@ class SinkProtocol:
             self._read_delay = None
         elif self._eof:
             self._close(None)
+        self._after_input = (
+            self._abort_after is not None or self._read_delay is not None or self._eof
+        )
 
     def _pause_for(self, pause: Pause) -> None:
         self.pause = pause
@@ -831,7 +837,7 @@ class SinkProtocol:
             # -A: the data phase is never entered; buffered input is still parsed as
             # commands (as in Postfix), then reading stops until the abort.
             if not self._aborting:
-                self._aborting = True
+                self._aborting = self._after_input = True
                 self._abort_after = cfg.abort_delay
             return
         self._phase = _DATA
@@ -843,6 +849,7 @@ class SinkProtocol:
         self._too_big = False
         if cfg.data_read_delay is not None:
             self._read_delay = cfg.data_read_delay
+            self._after_input = True
 
     def _bdat_command(self, token: str, args: bytes) -> None:
         """``BDAT n [LAST]``: the chunk's n octets come next, whatever the reply will be."""

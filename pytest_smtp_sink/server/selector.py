@@ -369,10 +369,13 @@ class SelectorDriver:
         except OSError:
             data = b""
         try:
-            if session.received(data, now) and session.outbox:
-                # The common case, without the general steps: the replies go out whole
-                # and the session waits for the client again.
+            # The common case, without the general steps: the replies (if any) go out
+            # whole and the session waits for the client again.
+            if session.received(data, now):
                 out = session.outbox
+                if not out:
+                    session.idle_since = now  # (Session.waiting)
+                    return
                 try:
                     sent = sock.send(out)
                 except OSError:
@@ -382,6 +385,7 @@ class SelectorDriver:
                     session.idle_since = now
                     return
                 session.sent(sent)
+            # (a close after the replies, a pause, a stop, a slow client: the general steps)
             self._pump(session, now)
         except Exception as exc:
             self._crashed(session, exc)
