@@ -232,21 +232,19 @@ class Session:
         is to send the outbox (if any) and wait for the client again: no pause, no close,
         no -M stop (what ``next_step`` would say once the outbox is out), for a driver's
         fast path."""
-        if data and self.record is not None:
-            self.record("C", data)
+        if self.record is not None or self.stream is not None:
+            return self._received_in_full(data, now)
         proto = self.proto
         proto.receive(data)
-        if self.stream is not None or proto.data_held >= STREAM_FROM:
-            self._stream()  # (a message being collected; _stream looks closer)
+        if proto.data_held >= STREAM_FROM:
+            self._stream()  # (a big message being collected; _stream looks closer)
         # (the attributes first: each property read is a call, and this runs per read)
         if proto.unread and proto.partial_command:
-            if self.line_since is None or proto.lines != self.lines:
-                self.line_since = now  # -t also bounds the time one command line takes
-        else:
+            self._partial_line(now)
+        elif self.line_since is not None:
             self.line_since = None
-        self.lines = proto.lines
         events = proto.events
-        if events and self.stream is None and self.record is None:
+        if events and self.stream is None:
             # What _act_on does for the usual events, without its calls: a message to
             # store, a message ended (once per message on every plain path), QUIT.
             first = events[0]
@@ -271,7 +269,7 @@ class Session:
                 self.disconnect_log = bool(proto.config.verbose)
                 self._take_output()
                 return False
-        if events or self.stream is not None or self.record is not None:
+        if events or self.stream is not None:
             self._process()
             return (
                 proto.pause is None and not (self.closing or self.stop_pending or self.closed)
@@ -283,6 +281,29 @@ class Session:
         # No events: no pause came (it is an event) and nothing closed; and a session
         # being read was neither closing nor stopping (but by -M, just now).
         return not self.stop_pending
+
+    def _received_in_full(self, data: bytes, now: float) -> bool:
+        """``received`` by the general steps: a transcript, a message streaming to its dump."""
+        if data and self.record is not None:
+            self.record("C", data)
+        proto = self.proto
+        proto.receive(data)
+        if self.stream is not None or proto.data_held >= STREAM_FROM:
+            self._stream()
+        if proto.unread and proto.partial_command:
+            self._partial_line(now)
+        else:
+            self.line_since = None
+        self._process()
+        return proto.pause is None and not (self.closing or self.stop_pending or self.closed)
+
+    def _partial_line(self, now: float) -> None:
+        """Part of a command line waits for its end: -t also bounds the time one line takes,
+        from the read that began it."""
+        lines = self.proto.lines
+        if self.line_since is None or lines != self.lines:
+            self.line_since = now
+            self.lines = lines
 
     def _take_output(self) -> None:
         """The protocol's replies go to the outbox (no transcript: the caller knows)."""
