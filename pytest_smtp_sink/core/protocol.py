@@ -293,7 +293,10 @@ class SinkProtocol:
     def start(self) -> None:
         """Handle the CONNECT pseudo-command: the greeting."""
         self._started = True
-        self._dispatch("CONNECT", "connect", b"")
+        if "CONNECT" in self.tables.special:
+            self._dispatch("CONNECT", "connect", b"")
+        else:
+            self._normal("CONNECT", b"")  # (what _dispatch would come to)
         self._run()
 
     def receive(self, data: bytes) -> None:

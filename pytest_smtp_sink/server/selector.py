@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .session import DONE, READ, SEND, Session
-from .transport import RECV_SIZE, PlainTransport, accept
+from .transport import DONTWAIT, RECV_SIZE, PlainTransport, accept
 
 NAME = "selector"
 ACCEPT_BURST = 64  # connections accepted in a row before serving the rest
@@ -252,7 +252,7 @@ class SelectorDriver:
                 assert isinstance(transport, PlainTransport)
                 out = session.outbox
                 try:
-                    sent = transport.sock.send(out)
+                    sent = transport.sock.send(out, DONTWAIT)
                 except OSError:
                     sent = 0  # _pump tries again and sees what it is
                 if sent == len(out):
@@ -363,7 +363,7 @@ class SelectorDriver:
         # (only plain transports are polled here: no check per read)
         sock = session.transport.sock  # type: ignore[attr-defined]
         try:
-            data = sock.recv(RECV_SIZE)
+            data = sock.recv(RECV_SIZE, DONTWAIT)
         except BlockingIOError:
             return
         except OSError:
@@ -377,7 +377,7 @@ class SelectorDriver:
                     session.idle_since = now  # (Session.waiting)
                     return
                 try:
-                    sent = sock.send(out)
+                    sent = sock.send(out, DONTWAIT)
                 except OSError:
                     sent = 0  # _pump tries again and sees what it is
                 if sent == len(out):

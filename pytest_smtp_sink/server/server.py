@@ -35,7 +35,7 @@ from ..dump.writer import DumpStream, DumpWriter
 from . import selector
 from .listeners import Address, Listeners, unix_family
 from .session import Recorder, Session
-from .transport import PlainTransport, accept
+from .transport import DONTWAIT, PlainTransport, accept
 
 if TYPE_CHECKING:
     import ssl
@@ -516,7 +516,8 @@ class SinkServer:
                 self._start_portable(session)
 
     def _open_session(self, conn: stdsocket.socket, peer: object, family: int) -> Session:
-        conn.setblocking(False)
+        if not DONTWAIT:
+            conn.setblocking(False)  # (else only once a portable task serves it)
         if family != _UNIX and not _NODELAY_INHERITED:
             with contextlib.suppress(OSError):
                 conn.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
@@ -546,6 +547,8 @@ class SinkServer:
         try:
             if nursery is None:
                 raise RuntimeError("the server has stopped")
+            if isinstance(session.transport, PlainTransport):
+                session.transport.nonblocking()
             nursery.start_soon(portable.serve, session, self.lock)
         except RuntimeError:  # shutting down: the nursery takes no new tasks
             with self.lock:

@@ -16,6 +16,10 @@ from typing import Any, Protocol
 # from the selector thread while trio still loads.
 
 RECV_SIZE = 65536  # one recv per readable socket
+# Where the flag exists, a plain session's socket stays blocking while the selector driver
+# serves it (each call says not to wait: no ioctl per connection); a portable task makes it
+# non-blocking (``nonblocking``), as trio needs. Elsewhere every socket is non-blocking.
+DONTWAIT: int = getattr(stdsocket, "MSG_DONTWAIT", 0)
 _FAIR_READS = 16  # reads in a row that did not wait: then let other tasks run
 
 
@@ -71,10 +75,14 @@ class PlainTransport:
         self.before_close: Callable[[int], None] | None = None  # called with fd (selector)
 
     # -- without waiting (the selector driver)
+    def nonblocking(self) -> None:
+        """For the portable driver and TLS (trio's waits): the socket itself never blocks."""
+        self.sock.setblocking(False)
+
     def recv_nowait(self) -> bytes | None:
         """Bytes that are there, ``b""`` at end of file or error, None when none are yet."""
         try:
-            return self.sock.recv(RECV_SIZE)
+            return self.sock.recv(RECV_SIZE, DONTWAIT)
         except BlockingIOError:
             return None
         except OSError:
@@ -83,7 +91,7 @@ class PlainTransport:
     def send_nowait(self, data: bytes | memoryview) -> int:
         """How many octets the kernel took (0 when its buffer is full); -1 when gone."""
         try:
-            return self.sock.send(data)
+            return self.sock.send(data, DONTWAIT)
         except BlockingIOError:
             return 0
         except OSError:

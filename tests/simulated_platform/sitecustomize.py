@@ -7,7 +7,7 @@ platforms lack, so that code which assumes Linux fails here as it would there:
 - ``select.epoll`` and ``select.poll`` (Windows has neither; the selectors module falls back
   to ``select()``, which has no descriptor of its own to wait for);
 - the modules ``pwd``, ``grp``, ``syslog``, ``fcntl`` (import fails, find_spec is None);
-- ``socket.AF_UNIX`` (and trio.socket's copy);
+- ``socket.AF_UNIX`` (and trio.socket's copy) and ``socket.MSG_DONTWAIT``;
 - ``os.geteuid`` and the other user/group switches, and ``os.chroot``;
 - ``time.tzset``;
 - ``os.dup`` of a socket descriptor (on Windows a SOCKET is not a C file descriptor).
@@ -63,8 +63,10 @@ selectors.DefaultSelector = selectors.SelectSelector  # type: ignore[misc,assign
 for name in ("pwd", "grp", "syslog", "fcntl"):
     sys.modules[name] = None  # type: ignore[assignment]
 
-# socket: no AF_UNIX; socketpair() still works (Windows has one, over loopback TCP)
+# socket: no AF_UNIX, no MSG_DONTWAIT; socketpair() still works (Windows has one, over
+# loopback TCP)
 del socket.AF_UNIX
+del socket.MSG_DONTWAIT
 
 
 def _socketpair(
