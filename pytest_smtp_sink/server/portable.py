@@ -56,7 +56,7 @@ async def serve(session: Session, lock: Lock) -> None:
     selector thread serves other sessions meanwhile)."""
     locked = _Locked(lock)
     async with locked:
-        session.drivers.append(NAME)
+        session.drivers = f"{session.drivers}+{NAME}" if session.drivers else NAME
     try:
         await _serve(session, locked)
     except Exception as exc:

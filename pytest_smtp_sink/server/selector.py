@@ -244,7 +244,7 @@ class SelectorDriver:
 
     def adopt(self, session: Session, now: float) -> None:
         """Greet and serve a new session (plain transport)."""
-        session.drivers.append(NAME)
+        session.drivers = NAME  # (a session starts here or never comes here)
         try:
             if not session.implicit_tls and session.greet() and session.outbox:
                 # The usual greeting, without the general steps (as in _readable).
@@ -269,6 +269,7 @@ class SelectorDriver:
         sessions = self._sessions
         host = self._host
         lock = self._lock
+        acquire, release = lock.acquire, lock.release
         wake_fd = self._wake_r.fileno()
         self._poller.add(wake_fd)
         try:
@@ -289,7 +290,8 @@ class SelectorDriver:
                     if wait > 0:  # out of descriptors: accept again after a pause
                         timeout = wait if timeout is None else min(timeout, wait)
                 events = poll(timeout)
-                with lock:
+                acquire()  # (not "with": its exit is a call more per turn)
+                try:
                     # under the lock: run() may switch the clock meanwhile
                     now = self._clock.current_time()
                     for fd, _mask in events:
@@ -310,6 +312,8 @@ class SelectorDriver:
                         self._sweep(now)
                     if not self._accepting:  # (_accept stops it when it must)
                         self._update_accepting(now)
+                finally:
+                    release()
         finally:
             errors: list[Exception] = []
             with lock:

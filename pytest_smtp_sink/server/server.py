@@ -666,7 +666,7 @@ class SinkServer:
     def session_closed(self, session: Session, counted: bool) -> None:
         self._sessions.discard(session)
         self._open -= 1
-        self.served["+".join(session.drivers)] += 1
+        self.served[session.drivers] += 1
         if self._limit is not None:
             self._limit.release()
         elif self._selector is not None:

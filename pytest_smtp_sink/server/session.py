@@ -145,7 +145,7 @@ class Session:
         self.number = 0  # the server's count of the connection (transcripts name it)
         self.stop_pending = False  # -M reached: stop the server once the reply is out
         self.closed = False
-        self.drivers: list[str] = []  # the drivers that served it, in order
+        self.drivers = ""  # the drivers that served it, in order: "selector+portable"
         self.idle_since = 0.0  # when the wait for the client began
         self.line_since: float | None = None  # when the unfinished command line began
         self.lines = 0
@@ -470,5 +470,5 @@ class Session:
         return notes
 
     def __repr__(self) -> str:
-        return f"<Session {self.proto.client_addr} drivers={'+'.join(self.drivers) or '-'}>"
+        return f"<Session {self.proto.client_addr} drivers={self.drivers or '-'}>"
 
