@@ -470,7 +470,7 @@ class SinkProtocol:
 
     def _input_used_up(self) -> None:
         """The buffered input is used up: the pauses that wait for that come now."""
-        if self.pause is not None or self._phase == _CLOSED:
+        if not self._after_input or self.pause is not None or self._phase == _CLOSED:
             return
         if self._abort_after is not None:
             self._pause_for(Abort(self._abort_after))
