@@ -40,12 +40,12 @@ class FakeSocket:
         self.reads = 0
         self.sends = 0
 
-    def recv(self, size: int) -> bytes:
+    def recv(self, size: int, flags: int = 0) -> bytes:
         data = READS[self.reads % len(READS)]
         self.reads += 1
         return data
 
-    def send(self, data: bytes) -> int:
+    def send(self, data: bytes, flags: int = 0) -> int:
         self.sends += 1
         return len(data)
 
