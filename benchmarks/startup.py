@@ -5,8 +5,8 @@ Postfix's, alternating, medians (the issue's target: ours within 60 ms).
 
 The client tries to connect every 0.2 ms until the port listens, then reads the greeting;
 as root both programs run with ``-u nobody``. Ours greets from its selector thread while trio
-still loads, except with ``-u``: then trio is imported before the switch to the other user
-(who may not reach Python's files), so run this as a normal user to see the usual case.
+still loads, also with ``-u``, unless the other user could not read Python's files (a Python
+under root's private home, as with pyenv here): then trio is imported before the switch.
 """
 
 from __future__ import annotations

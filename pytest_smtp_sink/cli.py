@@ -47,6 +47,56 @@ def unsupported_options(inv: Invocation) -> str | None:
     return None
 
 
+def readable_by(path: str, uid: int, gids: Sequence[int]) -> bool:
+    """Whether user ``uid`` (groups ``gids``) may read ``path``, a file or a directory (and
+    list it), going through every directory above it, by the mode bits."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    while True:  # the directories above: search (x) permission
+        if not _allowed(parent, uid, gids, 0o1):
+            return False
+        if parent == os.path.dirname(parent):
+            break
+        parent = os.path.dirname(parent)
+    return _allowed(path, uid, gids, 0o5 if os.path.isdir(path) else 0o4)
+
+
+def _allowed(path: str, uid: int, gids: Sequence[int], want: int) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        bits = st.st_mode >> 6
+    elif st.st_gid in gids:
+        bits = st.st_mode >> 3
+    else:
+        bits = st.st_mode
+    return bits & want == want
+
+
+def imports_reachable(user: str) -> bool:
+    """Whether Python can still load trio and the rest of what serving imports once it runs
+    as ``user``: every directory it imports from (``sys.path``) and trio's own files are
+    readable by that user. When not (a Python under a private home, say), they are imported
+    before the switch, and the first greeting waits for them."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user)
+        gids = os.getgrouplist(entry.pw_name, entry.pw_gid)
+        spec = importlib.util.find_spec("trio")
+    except (KeyError, OSError, ImportError, ValueError):
+        return False
+    if spec is None or spec.origin is None:
+        return False
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    paths += [os.path.dirname(spec.origin), spec.origin]
+    return all(readable_by(p, entry.pw_uid, gids) for p in paths)
+
+
 def drop_privileges(
     user: str,
     chroot: str | None,
@@ -149,9 +199,9 @@ def prepare(inv: Invocation, prog: str, stack: contextlib.ExitStack) -> SinkServ
         if cfg.user is not None:
             drop_privileges(cfg.user, cfg.chroot, give=made, log=log if cfg.verbose > 1 else None)
 
-    if cfg.user is not None:
+    if cfg.user is not None and (cfg.chroot is not None or not imports_reachable(cfg.user)):
         # Then trio is imported before the first client is served, not meanwhile: as the
-        # other user (or in the chroot) Python may not reach its files. (Before binding:
+        # other user (or in the chroot) Python would not reach its files. (Before binding:
         # privileges go right after it, as in Postfix.)
         server.preload()
     stack.callback(server.close_early)  # (nothing left to do once run() took over)
@@ -267,8 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             server = prepare(inv, prog, stack)
             early.server = server
             if early.signum is None:
-                import trio
-
+                try:
+                    import trio
+                except (ImportError, OSError) as exc:  # (out of reach after -u, unforeseen)
+                    raise Fatal(f"cannot load trio: {exc}") from exc
                 trio.run(serve, server, early)
     except KeyboardInterrupt:
         return 0

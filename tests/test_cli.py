@@ -272,6 +272,68 @@ def test_u_drops_privileges_after_binding_a_low_port(
     assert_clean_exit(proc, proc.signal_and_finish(signal.SIGTERM))
 
 
+def test_readable_by_follows_the_mode_bits_of_the_path_and_above(shared_dir: Path) -> None:
+    from pytest_smtp_sink.cli import readable_by
+
+    other, group = 60001, 60002  # neither owns shared_dir
+    if not readable_by(str(shared_dir), other, [group]):
+        pytest.skip("the temporary directory is private here")
+    tmp_path = shared_dir
+    folder = tmp_path / "lib"
+    (folder / "pkg").mkdir(parents=True)
+    module = folder / "pkg" / "mod.py"
+    module.write_text("")
+    for path in (tmp_path, folder, folder / "pkg"):
+        path.chmod(0o755)
+    module.chmod(0o644)
+    assert readable_by(str(module), other, [group])
+    assert readable_by(str(folder / "pkg"), other, [group])
+    module.chmod(0o600)
+    assert not readable_by(str(module), other, [group])
+    module.chmod(0o644)
+    folder.chmod(0o700)  # a private folder above: nothing below is reachable
+    assert not readable_by(str(module), other, [group])
+    assert readable_by(str(module), 0, [])  # (root)
+    folder.chmod(0o711)  # searchable, not listable: the file is reachable, the folder not
+    assert readable_by(str(module), other, [group])
+    assert not readable_by(str(folder), other, [group])
+    assert not readable_by(str(tmp_path / "missing"), other, [group])
+
+
+@needs_root
+@pytest.mark.skipif(
+    importlib.util.find_spec("pwd") is None
+    or __import__("pytest_smtp_sink.cli").cli.imports_reachable("nobody"),
+    reason="Python's files are readable by nobody here",
+)
+def test_u_loads_trio_first_when_the_user_could_not(run_sink: Callable[..., Proc]) -> None:
+    """As root with -u, trio is imported before the switch when the other user could not
+    read Python's files (here: a Python under /root); the sink serves as usual."""
+    proc = run_sink(["-u", "nobody", "127.0.0.1:0", "10"])
+    [port] = wait_listening(proc)
+    assert send_mail(port) == {}
+    assert_clean_exit(proc, proc.signal_and_finish(signal.SIGTERM))
+
+
+@needs_root
+@pytest.mark.skipif(
+    importlib.util.find_spec("pwd") is None
+    or __import__("pytest_smtp_sink.cli").cli.imports_reachable("nobody"),
+    reason="Python's files are readable by nobody here",
+)
+def test_trio_out_of_reach_after_u_is_one_fatal_line(run_sink: Callable[..., Proc]) -> None:
+    """Were the check wrong (ACLs, say), the late import fails with a fatal line, not a
+    traceback: forced here by telling the sink that nobody reaches Python's files."""
+    code = (
+        "import sys; import pytest_smtp_sink.cli as c; c.imports_reachable = lambda u: True; "
+        "sys.argv[0] = 'smtp-sink'; sys.exit(c.main())"
+    )
+    proc = run_sink(["-u", "nobody", "127.0.0.1:0", "10"], [sys.executable, "-c", code])
+    assert proc.finish() == 1
+    assert proc.stderr.startswith(b"smtp-sink: fatal: cannot load trio: "), proc.stderr
+    assert b"Traceback" not in proc.stderr
+
+
 @needs_root
 @needs_linux  # /proc/PID/root
 def test_R_chroots(run_sink: Callable[..., Proc], shared_dir: Path) -> None:
