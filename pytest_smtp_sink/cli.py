@@ -50,7 +50,7 @@ def unsupported_options(inv: Invocation) -> str | None:
 def readable_by(path: str, uid: int, gids: Sequence[int]) -> bool:
     """Whether user ``uid`` (groups ``gids``) may read ``path``, a file or a directory (and
     list it), going through every directory above it, by the mode bits."""
-    path = os.path.abspath(path)
+    path = os.path.realpath(path)  # (the folders a symbolic link goes through count)
     parent = os.path.dirname(path)
     while True:  # the directories above: search (x) permission
         if not _allowed(parent, uid, gids, 0o1):
@@ -77,11 +77,12 @@ def _allowed(path: str, uid: int, gids: Sequence[int], want: int) -> bool:
     return bits & want == want
 
 
-def imports_reachable(user: str) -> bool:
+def imports_reachable(user: str) -> str | None:
     """Whether Python can still load trio and the rest of what serving imports once it runs
-    as ``user``: every directory it imports from (``sys.path``) and trio's own files are
-    readable by that user. When not (a Python under a private home, say), they are imported
-    before the switch, and the first greeting waits for them."""
+    as ``user``: every directory it imports from (``sys.path``), trio's files and ours are
+    readable by that user. Then trio's file (to check that the same one loads), else None:
+    what serving needs is imported before the switch (a Python under a private home, say),
+    and the first greeting waits for it."""
     import pwd
 
     try:
@@ -89,12 +90,31 @@ def imports_reachable(user: str) -> bool:
         gids = os.getgrouplist(entry.pw_name, entry.pw_gid)
         spec = importlib.util.find_spec("trio")
     except (KeyError, OSError, ImportError, ValueError):
-        return False
+        return None
     if spec is None or spec.origin is None:
-        return False
+        return None
+    ours = os.path.dirname(os.path.abspath(__file__))
     paths = [p for p in sys.path if p and os.path.isdir(p)]
-    paths += [os.path.dirname(spec.origin), spec.origin]
-    return all(readable_by(p, entry.pw_uid, gids) for p in paths)
+    paths += [os.path.dirname(spec.origin), spec.origin, ours]
+    paths += [os.path.join(ours, "server", name) for name in ("portable.py", "tls.py")]
+    if all(readable_by(p, entry.pw_uid, gids) for p in paths):
+        return os.path.realpath(spec.origin)
+    return None
+
+
+def load_trio(expected: str | None) -> None:
+    """After -u, import what serving needs (``SinkServer.preload``) as the other user: one
+    fatal line if that fails (the check was wrong: ACLs, say) or finds another trio than
+    the one ``imports_reachable`` saw as root."""
+    if expected is None:
+        return  # (imported already, or nobody switched)
+    try:
+        SinkServer.preload()
+    except (ImportError, OSError) as exc:
+        raise Fatal(f"cannot load trio: {exc}") from exc
+    found = getattr(sys.modules.get("trio"), "__file__", None)
+    if found is None or os.path.realpath(found) != expected:
+        raise Fatal(f"cannot load trio: {found} is not {expected}")
 
 
 def drop_privileges(
@@ -170,9 +190,12 @@ def test_certificate(folder: str, log: Callable[[str, str], None]) -> ssl.SSLCon
     return certificates.server_context()
 
 
-def prepare(inv: Invocation, prog: str, stack: contextlib.ExitStack) -> SinkServer:
+def prepare(
+    inv: Invocation, prog: str, stack: contextlib.ExitStack
+) -> tuple[SinkServer, str | None]:
     """The server, bound and serving from its selector thread (no trio yet): the -v lines,
-    the test certificate, the listeners, then -u / -R."""
+    the test certificate, the listeners, then -u / -R. And trio's file when trio is to be
+    imported after -u (``load_trio``)."""
     cfg = inv.config
     log = stderr_logger(prog)
     if cfg.verbose:  # Postfix's first -v line: the address families it will use
@@ -199,14 +222,17 @@ def prepare(inv: Invocation, prog: str, stack: contextlib.ExitStack) -> SinkServ
         if cfg.user is not None:
             drop_privileges(cfg.user, cfg.chroot, give=made, log=log if cfg.verbose > 1 else None)
 
-    if cfg.user is not None and (cfg.chroot is not None or not imports_reachable(cfg.user)):
-        # Then trio is imported before the first client is served, not meanwhile: as the
-        # other user (or in the chroot) Python would not reach its files. (Before binding:
-        # privileges go right after it, as in Postfix.)
-        server.preload()
+    late: str | None = None  # trio's file, when it is imported after the switch (-u)
+    if cfg.user is not None:
+        late = None if cfg.chroot is not None else imports_reachable(cfg.user)
+        if late is None:
+            # Then trio is imported before the first client is served, not meanwhile: as
+            # the other user (or in the chroot) Python would not reach its files. (Before
+            # binding: privileges go right after it, as in Postfix.)
+            server.preload()
     stack.callback(server.close_early)  # (nothing left to do once run() took over)
     server.start_early(before_serving)
-    return server
+    return server, late
 
 
 class EarlySignals:
@@ -314,13 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.ExitStack() as stack:
             early = EarlySignals()
             early.install(stack)
-            server = prepare(inv, prog, stack)
+            server, late = prepare(inv, prog, stack)
             early.server = server
             if early.signum is None:
-                try:
-                    import trio
-                except (ImportError, OSError) as exc:  # (out of reach after -u, unforeseen)
-                    raise Fatal(f"cannot load trio: {exc}") from exc
+                load_trio(late)
+                import trio
+
                 trio.run(serve, server, early)
     except KeyboardInterrupt:
         return 0

@@ -300,6 +300,17 @@ def test_readable_by_follows_the_mode_bits_of_the_path_and_above(shared_dir: Pat
     assert not readable_by(str(tmp_path / "missing"), other, [group])
 
 
+def test_load_trio_wants_the_trio_seen_before_the_switch() -> None:
+    import trio
+
+    from pytest_smtp_sink.cli import Fatal, load_trio
+
+    load_trio(None)  # (nothing to do: imported before the switch, or no switch)
+    load_trio(os.path.realpath(trio.__file__))
+    with pytest.raises(Fatal, match=r"cannot load trio: .* is not /elsewhere/trio/__init__\.py"):
+        load_trio("/elsewhere/trio/__init__.py")
+
+
 @needs_root
 @pytest.mark.skipif(
     importlib.util.find_spec("pwd") is None
@@ -323,9 +334,11 @@ def test_u_loads_trio_first_when_the_user_could_not(run_sink: Callable[..., Proc
 )
 def test_trio_out_of_reach_after_u_is_one_fatal_line(run_sink: Callable[..., Proc]) -> None:
     """Were the check wrong (ACLs, say), the late import fails with a fatal line, not a
-    traceback: forced here by telling the sink that nobody reaches Python's files."""
+    traceback: forced here by telling the sink that nobody can read Python's files (they
+    are not readable by nobody here)."""
     code = (
-        "import sys; import pytest_smtp_sink.cli as c; c.imports_reachable = lambda u: True; "
+        "import sys; import pytest_smtp_sink.cli as c; "
+        "c.imports_reachable = lambda u: '/trio/__init__.py'; "
         "sys.argv[0] = 'smtp-sink'; sys.exit(c.main())"
     )
     proc = run_sink(["-u", "nobody", "127.0.0.1:0", "10"], [sys.executable, "-c", code])

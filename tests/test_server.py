@@ -33,6 +33,7 @@ from pytest_smtp_sink import ListenError
 from pytest_smtp_sink.core.config import SinkConfig
 from pytest_smtp_sink.dump.transaction import Transaction
 from pytest_smtp_sink.server.server import SinkServer
+from pytest_smtp_sink.server.transport import DONTWAIT
 
 pytestmark = [pytest.mark.trio, pytest.mark.drivers]
 
@@ -471,12 +472,30 @@ async def lock_step_until_data(conn: Conn) -> None:
         assert await conn.line() == reply
 
 
+async def test_a_default_socket_timeout_leaves_sessions_non_blocking() -> None:
+    """With a process-wide socket timeout (socket.setdefaulttimeout, as test suites set),
+    an accepted socket is in timeout mode, and MSG_DONTWAIT alone would wait: such a socket
+    is made non-blocking (without one, the flag does the work and the socket is left)."""
+    server = SinkServer(config(), log=Log(), driver=support.DRIVER)
+    previous = socket.getdefaulttimeout()
+    for default, expected in [(3.0, 0.0), (None, None if DONTWAIT else 0.0)]:
+        socket.setdefaulttimeout(default)
+        try:
+            a, b = socket.socketpair()
+        finally:
+            socket.setdefaulttimeout(previous)
+        with a, b:
+            assert b.gettimeout() == default
+            server.open_session(b, ("127.0.0.1", 1), socket.AF_INET)
+            assert b.gettimeout() == expected
+
+
 async def test_H_and_A_with_a_command_per_read() -> None:
     async with serving(config(data_read_delay=0.3)) as (_server, [addr]):
         conn = await tcp(addr)
         await conn.line()
+        start = trio.current_time()  # (the wait may begin before the 354 reaches us)
         await lock_step_until_data(conn)
-        start = trio.current_time()
         await conn.send(BODY)
         assert await conn.line() == b"250 2.0.0 Ok"
         assert 0.3 <= trio.current_time() - start < 4

@@ -516,8 +516,10 @@ class SinkServer:
                 self._start_portable(session)
 
     def _open_session(self, conn: stdsocket.socket, peer: object, family: int) -> Session:
-        if not DONTWAIT:
-            conn.setblocking(False)  # (else only once a portable task serves it)
+        if not DONTWAIT or conn.gettimeout() is not None:
+            # (else only once a portable task serves it; a default timeout someone set,
+            # socket.setdefaulttimeout, would make each call wait despite the flag)
+            conn.setblocking(False)
         if family != _UNIX and not _NODELAY_INHERITED:
             with contextlib.suppress(OSError):
                 conn.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
