@@ -272,6 +272,14 @@ def test_u_drops_privileges_after_binding_a_low_port(
     assert_clean_exit(proc, proc.signal_and_finish(signal.SIGTERM))
 
 
+# As root with -u nobody: Python's files out of nobody's reach (a Python under /root).
+needs_private_python = pytest.mark.skipif(
+    importlib.util.find_spec("pwd") is None
+    or __import__("pytest_smtp_sink.cli").cli.imports_reachable("nobody") is not None,
+    reason="Python's files are readable by nobody here",
+)
+
+
 def test_readable_by_follows_the_mode_bits_of_the_path_and_above(shared_dir: Path) -> None:
     from pytest_smtp_sink.cli import readable_by
 
@@ -312,11 +320,7 @@ def test_load_trio_wants_the_trio_seen_before_the_switch() -> None:
 
 
 @needs_root
-@pytest.mark.skipif(
-    importlib.util.find_spec("pwd") is None
-    or __import__("pytest_smtp_sink.cli").cli.imports_reachable("nobody"),
-    reason="Python's files are readable by nobody here",
-)
+@needs_private_python
 def test_u_loads_trio_first_when_the_user_could_not(run_sink: Callable[..., Proc]) -> None:
     """As root with -u, trio is imported before the switch when the other user could not
     read Python's files (here: a Python under /root); the sink serves as usual."""
@@ -327,11 +331,7 @@ def test_u_loads_trio_first_when_the_user_could_not(run_sink: Callable[..., Proc
 
 
 @needs_root
-@pytest.mark.skipif(
-    importlib.util.find_spec("pwd") is None
-    or __import__("pytest_smtp_sink.cli").cli.imports_reachable("nobody"),
-    reason="Python's files are readable by nobody here",
-)
+@needs_private_python
 def test_trio_out_of_reach_after_u_is_one_fatal_line(run_sink: Callable[..., Proc]) -> None:
     """Were the check wrong (ACLs, say), the late import fails with a fatal line, not a
     traceback: forced here by telling the sink that nobody can read Python's files (they

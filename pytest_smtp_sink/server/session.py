@@ -249,13 +249,9 @@ class Session:
             # store, a message ended (once per message on every plain path), QUIT.
             first = events[0]
             if len(events) == 1 and type(first) is MessageReceived:
-                envelope = first.envelope
                 proto.events = []
-                host = self.host
-                stored = host.store(envelope, None)
-                answering = envelope if stored and host.awaits_reply(envelope) else None
-                self.answering = answering
-                proto.message_stored(stored, answering is not None)
+                stored = self._store(first.envelope, None)
+                proto.message_stored(stored, self.answering is not None)
                 events = proto.events
             if len(events) == 1 and events[0] is MESSAGE_END:
                 proto.events = []
@@ -271,9 +267,7 @@ class Session:
                 return False
         if events or self.stream is not None:
             self._process()
-            return (
-                proto.pause is None and not (self.closing or self.stop_pending or self.closed)
-            )
+            return self._reads_next()
         if proto.output:  # (_process with nothing but replies to move)
             out = bytes(proto.output)
             proto.output.clear()
@@ -295,7 +289,12 @@ class Session:
         else:
             self.line_since = None
         self._process()
-        return proto.pause is None and not (self.closing or self.stop_pending or self.closed)
+        return self._reads_next()
+
+    def _reads_next(self) -> bool:
+        """After the general steps: nothing but the outbox (if any) before the next read (no
+        pause, no close, no -M stop), the answer of ``received`` and ``greet``."""
+        return self.proto.pause is None and not (self.closing or self.stop_pending or self.closed)
 
     def _partial_line(self, now: float) -> None:
         """Part of a command line waits for its end: -t also bounds the time one line takes,
@@ -321,7 +320,7 @@ class Session:
         proto.start()
         if proto.events or self.record is not None:
             self._process()
-            return proto.pause is None and not (self.closing or self.stop_pending or self.closed)
+            return self._reads_next()
         if proto.output:
             self._take_output()
         return True
@@ -438,9 +437,7 @@ class Session:
                             self.stop_pending = True
                     case MessageReceived(envelope=envelope):
                         stream, self.stream = self.stream, None
-                        stored = host.store(envelope, stream)
-                        answering = envelope if stored and host.awaits_reply(envelope) else None
-                        self.answering = answering
+                        stored = self._store(envelope, stream)
                     case MessageAnswered(replies=replies):
                         if self.answering is not None:
                             envelope, self.answering = self.answering, None
@@ -468,6 +465,14 @@ class Session:
             proto.message_stored(stored, self.answering is not None)
             events = proto.take_events()
         return notes
+
+    def _store(self, envelope: Envelope, stream: DumpStream | None) -> bool:
+        """A received message goes to the host; it is ``answering`` when stored and someone
+        awaits the reply to it. False when it could not be kept."""
+        host = self.host
+        stored = host.store(envelope, stream)
+        self.answering = envelope if stored and host.awaits_reply(envelope) else None
+        return stored
 
     def __repr__(self) -> str:
         return f"<Session {self.proto.client_addr} drivers={self.drivers or '-'}>"
